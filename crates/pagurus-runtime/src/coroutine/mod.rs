@@ -1,0 +1,227 @@
+//! The execution context of one coroutine, and the two moves between contexts.
+//!
+//! A [`Context`] owns a stack and knows how to get onto it and off it:
+//!
+//! - [`Context::resume`] is called by the *resumer* (a scheduler loop, or any code holding a raw
+//!   coroutine). It saves the resumer's registers on the resumer's stack, records that stack
+//!   pointer in `parent_sp`, and switches to the coroutine's `saved_sp`.
+//! - [`suspend`] is called *inside* the coroutine. It saves the coroutine's registers on its own
+//!   stack, records the stack pointer in `saved_sp`, and switches back to `parent_sp`.
+//!
+//! Each move passes one word: the resumer passes [`RESUME`] or [`CANCEL`]; the coroutine passes
+//! a [`Suspend`] reason. The thread-local `CURRENT` names the innermost context running on this
+//! thread; `resume` sets it and restores the previous value when the coroutine switches back, so
+//! contexts nest (a coroutine may resume a raw coroutine of its own).
+//!
+//! # Invariants
+//!
+//! - While a coroutine is suspended, its registers live on its own stack below `saved_sp`, and
+//!   `saved_sp` is the only pointer into that stack held outside it.
+//! - While it runs, `parent_sp` points into the resumer's stack, which is itself suspended.
+//! - A context is only ever resumed by the thread it first ran on (schedulers pin started
+//!   coroutines to their worker; raw coroutines are `!Send`). Code in the coroutine may cache
+//!   thread-local addresses across a suspension, so moving it to another thread would be unsound.
+
+pub mod raw;
+
+use std::cell::{Cell, UnsafeCell};
+use std::ptr;
+
+use crate::arch;
+use crate::stack::Stack;
+
+/// Passed by a resumer: continue normally.
+pub(crate) const RESUME: usize = 0;
+/// Passed by a resumer: the coroutine must unwind (the runtime is shutting down, or a raw
+/// coroutine is dropped while suspended). The suspension point raises [`Cancelled`].
+pub(crate) const CANCEL: usize = 1;
+
+/// Why a coroutine switched back to its resumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Suspend {
+    /// Runnable again right away.
+    Yield = 0,
+    /// Waiting for a wake-up.
+    Park = 1,
+    /// Finished; the stack is free.
+    Done = 2,
+}
+
+impl Suspend {
+    fn from_word(word: usize) -> Suspend {
+        match word {
+            0 => Suspend::Yield,
+            1 => Suspend::Park,
+            _ => Suspend::Done,
+        }
+    }
+}
+
+/// The panic payload a coroutine unwinds with when it is cancelled: the runtime that owned it
+/// was dropped while it was suspended (or before it started), or a raw coroutine was dropped
+/// unfinished. `JoinHandle::join` returns it as the error.
+///
+/// ```
+/// let rt = pagurus::Runtime::builder().workers(1).build().unwrap();
+/// let handle = rt.block_on(|| pagurus::spawn(|| loop { pagurus::yield_now() }));
+/// drop(rt);
+/// let err = handle.join().unwrap_err();
+/// assert!(err.downcast_ref::<pagurus::Cancelled>().is_some());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("coroutine cancelled: its runtime shut down before it finished")
+    }
+}
+
+thread_local! {
+    /// The innermost context running on this thread, null on a plain thread stack.
+    static CURRENT: Cell<*const Context> = const { Cell::new(ptr::null()) };
+}
+
+/// The code a context runs: `body(data)` once, on the coroutine's stack. `body` must not unwind.
+pub(crate) type Body = unsafe fn(data: *const ());
+
+pub(crate) struct Context {
+    /// The coroutine's stack pointer while it is suspended.
+    saved_sp: Cell<*mut u8>,
+    /// The resumer's stack pointer while the coroutine runs.
+    parent_sp: Cell<*mut u8>,
+    /// Mapped lazily by [`Context::start`], handed back by [`Context::take_stack`].
+    stack: UnsafeCell<Option<Stack>>,
+    growths: Cell<u64>,
+    body: Body,
+    data: Cell<*const ()>,
+}
+
+impl Context {
+    /// A context that will run `body(data)`, where `data` is given to [`Context::start`]; it has
+    /// no stack until then.
+    pub(crate) fn new(body: Body) -> Context {
+        Context {
+            saved_sp: Cell::new(ptr::null_mut()),
+            parent_sp: Cell::new(ptr::null_mut()),
+            stack: UnsafeCell::new(None),
+            growths: Cell::new(0),
+            body,
+            data: Cell::new(ptr::null()),
+        }
+    }
+
+    /// Whether [`Context::start`] has given this context a stack.
+    pub(crate) fn has_stack(&self) -> bool {
+        // SAFETY: the stack slot is only written by `start` and `take_stack`, which take no
+        // reference that outlives their call, and contexts are used by one thread at a time.
+        unsafe { (*self.stack.get()).is_some() }
+    }
+
+    /// Gives the context its stack and lays out the first frame on it; the first resume will
+    /// run `body(data)` there.
+    ///
+    /// # Safety
+    ///
+    /// The context must not have a stack yet, and must not move in memory from now until its
+    /// coroutine is done (the initial frame records its address). `data` must satisfy `body`'s
+    /// contract whenever the coroutine runs.
+    pub(crate) unsafe fn start(&self, stack: Stack, data: *const ()) {
+        self.data.set(data);
+        let top = stack.top() as *mut u8;
+        // SAFETY: `top` is the 16-aligned end of a fresh read/write stack with far more than
+        // INIT_FRAME_BYTES below it; `entry` upholds EntryFn for a pinned `Context` pointer.
+        let sp = unsafe { arch::init_stack(top, entry, self as *const Context as *mut u8) };
+        self.saved_sp.set(sp);
+        // SAFETY: see `has_stack`; no reference into the slot is alive.
+        unsafe { *self.stack.get() = Some(stack) };
+    }
+
+    /// Takes the stack back once the coroutine is done (or will never run again).
+    pub(crate) fn take_stack(&self) -> Option<Stack> {
+        // SAFETY: see `has_stack`.
+        unsafe { (*self.stack.get()).take() }
+    }
+
+    /// Runs the coroutine until it suspends; returns why it did.
+    ///
+    /// # Safety
+    ///
+    /// The context must have a stack, be suspended (started and not done), not be running on any
+    /// thread, and have last run on this thread (if it ran before).
+    pub(crate) unsafe fn resume(&self, arg: usize) -> Suspend {
+        let prev = CURRENT.with(|c| c.replace(self));
+        // SAFETY: the caller guarantees `saved_sp` describes a suspended stack of this thread;
+        // `parent_sp` is ours to write.
+        let word = unsafe { arch::switch(self.parent_sp.as_ptr(), self.saved_sp.get(), arg) };
+        CURRENT.with(|c| c.set(prev));
+        Suspend::from_word(word)
+    }
+
+    /// Usable size of the stack, and how many bytes of it are in use at stack pointer `sp`.
+    fn usage(&self, sp: usize) -> (usize, usize) {
+        // SAFETY: see `has_stack`.
+        match unsafe { &*self.stack.get() } {
+            Some(stack) => (stack.size(), stack.top().saturating_sub(sp)),
+            None => (0, 0),
+        }
+    }
+}
+
+/// Entry point of every coroutine: runs the body, then leaves for the last time.
+///
+/// # Safety
+///
+/// `data` is the `Context` whose stack this is (as set up by `Context::start`).
+unsafe extern "sysv64" fn entry(data: *mut u8, arg: usize) -> ! {
+    // SAFETY: per the contract above, `data` is a live, pinned Context.
+    let ctx = unsafe { &*(data as *const Context) };
+    if arg != CANCEL {
+        // SAFETY: `body` and `data` were paired by the Context's creator; `body` does not unwind.
+        unsafe { (ctx.body)(ctx.data.get()) };
+    }
+    // SAFETY: we run on ctx's stack, so it is the current context; its resumer is suspended at
+    // parent_sp and waits for exactly this switch. Nobody switches back after `Done`.
+    unsafe {
+        arch::switch(
+            ctx.saved_sp.as_ptr(),
+            ctx.parent_sp.get(),
+            Suspend::Done as usize,
+        )
+    };
+    // A context is never resumed after Done; getting here means the runtime itself is broken.
+    std::process::abort()
+}
+
+/// Whether the calling code runs on a coroutine stack (of any kind).
+pub(crate) fn current_context() -> *const Context {
+    CURRENT.with(|c| c.get())
+}
+
+/// Suspends the current coroutine, telling its resumer `reason`; returns what the resumer passed
+/// when it switched back ([`RESUME`] or [`CANCEL`]).
+///
+/// # Safety
+///
+/// Must be called on the stack of `ctx`, which must be the current context, and `reason` must
+/// not be `Done` (only `entry` may finish a coroutine).
+pub(crate) unsafe fn suspend(ctx: &Context, reason: Suspend) -> usize {
+    debug_assert!(ptr::eq(current_context(), ctx));
+    debug_assert!(reason != Suspend::Done);
+    // SAFETY: per the contract, we are ctx's coroutine and its resumer waits at parent_sp.
+    unsafe { arch::switch(ctx.saved_sp.as_ptr(), ctx.parent_sp.get(), reason as usize) }
+}
+
+/// `(size, used, growths)` of the current coroutine's stack; `None` on a plain thread stack.
+pub(crate) fn current_usage() -> Option<(usize, usize, u64)> {
+    let ctx = current_context();
+    if ctx.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT only ever holds a context that is running on this thread right now, and a
+    // running context is alive.
+    let ctx = unsafe { &*ctx };
+    let (size, used) = ctx.usage(arch::stack_pointer());
+    Some((size, used, ctx.growths.get()))
+}

@@ -1,0 +1,193 @@
+//! Coroutines without a scheduler: resume one by hand, it runs until it suspends.
+//!
+//! This is the primitive the scheduler is built on, exposed for code that wants generator-like
+//! control flow and for measuring the bare switch. A raw coroutine runs on the thread that
+//! resumes it and never moves to another (`Coroutine` is `!Send`).
+//!
+//! ```
+//! use pagurus::raw::Coroutine;
+//!
+//! let mut steps = Vec::new();
+//! let mut co = Coroutine::new(16 * 1024, |s| {
+//!     for i in 0..3 {
+//!         println!("step {i}");
+//!         s.suspend();
+//!     }
+//! })
+//! .unwrap();
+//! while co.resume() {
+//!     steps.push(steps.len());
+//! }
+//! assert_eq!(steps, [0, 1, 2]);
+//! assert!(co.is_done());
+//! ```
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::io;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr::{self, NonNull};
+
+use super::{CANCEL, Cancelled, Context, RESUME, Suspend, current_context, suspend};
+use crate::sched::validate_stack_size;
+use crate::stack::Stack;
+
+/// Cancelling a dropped coroutine gives up after this many resumes, in case its code keeps
+/// catching the [`Cancelled`] unwind and suspending again.
+const CANCEL_ATTEMPTS: usize = 16;
+
+/// A coroutine driven by hand with [`Coroutine::resume`].
+pub struct Coroutine<'a> {
+    /// Owned (from `Box::into_raw`), freed by `Drop`. Only shared references are ever made to
+    /// it, because the coroutine's own stack holds one across every suspension.
+    inner: NonNull<Inner<'a>>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+struct Inner<'a> {
+    ctx: Context,
+    body: UnsafeCell<Option<Box<dyn FnOnce(&Suspender) + 'a>>>,
+    panic: UnsafeCell<Option<Box<dyn Any + Send>>>,
+    done: Cell<bool>,
+}
+
+/// Handed to a raw coroutine's closure; suspends that coroutine.
+pub struct Suspender {
+    ctx: *const Context,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a> Coroutine<'a> {
+    /// A coroutine that will run `f` on a stack of `stack_size` bytes (a power of two, at least
+    /// one page; the stack is mapped now and unmapped when the coroutine finishes or drops).
+    pub fn new<F>(stack_size: usize, f: F) -> io::Result<Coroutine<'a>>
+    where
+        F: FnOnce(&Suspender) + 'a,
+    {
+        validate_stack_size("stack_size", stack_size)?;
+        let stack = Stack::new(stack_size)?;
+        let inner = Box::new(Inner {
+            ctx: Context::new(run_body),
+            body: UnsafeCell::new(Some(Box::new(f))),
+            panic: UnsafeCell::new(None),
+            done: Cell::new(false),
+        });
+        let data = &*inner as *const Inner<'_> as *const ();
+        // SAFETY: the context is fresh and lives on the heap, where it stays until `drop`;
+        // `data` is the Inner that `run_body` expects.
+        unsafe { inner.ctx.start(stack, data) };
+        let inner = NonNull::from(Box::leak(inner));
+        Ok(Coroutine {
+            inner,
+            _not_send: PhantomData,
+        })
+    }
+
+    fn inner(&self) -> &Inner<'a> {
+        // SAFETY: `inner` is a live heap allocation owned by self until `drop`.
+        unsafe { self.inner.as_ref() }
+    }
+
+    /// Runs the coroutine until it suspends (`true`) or finishes (`false`). Resuming a finished
+    /// coroutine returns `false` again. A panic inside the coroutine resumes here, on the caller's
+    /// stack, after the coroutine's own stack has unwound.
+    pub fn resume(&mut self) -> bool {
+        self.resume_with(RESUME)
+    }
+
+    /// Whether the closure has returned (or panicked).
+    pub fn is_done(&self) -> bool {
+        self.inner().done.get()
+    }
+
+    fn resume_with(&mut self, arg: usize) -> bool {
+        let inner = self.inner();
+        if inner.done.get() {
+            return false;
+        }
+        // SAFETY: the context has a stack (given in `new`, taken only once done), is suspended,
+        // and being !Send it has only ever run on this thread.
+        let reason = unsafe { inner.ctx.resume(arg) };
+        if reason != Suspend::Done {
+            return true;
+        }
+        inner.done.set(true);
+        drop(inner.ctx.take_stack());
+        // SAFETY: the coroutine is done, so nothing else touches the panic slot.
+        if let Some(payload) = unsafe { (*inner.panic.get()).take() } {
+            panic::resume_unwind(payload);
+        }
+        false
+    }
+}
+
+impl Drop for Coroutine<'_> {
+    fn drop(&mut self) {
+        // A suspended coroutine unwinds its stack so that its destructors run. The first resume
+        // of a coroutine that never ran skips its body entirely (see `entry`).
+        for _ in 0..CANCEL_ATTEMPTS {
+            if self.is_done() {
+                break;
+            }
+            // A panic here means the coroutine turned the cancellation into some other panic
+            // while unwinding: it is done all the same, and a destructor must not panic.
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| self.resume_with(CANCEL)));
+        }
+        if !self.is_done() {
+            tracing::warn!(
+                "raw coroutine kept suspending after {CANCEL_ATTEMPTS} cancellations; \
+                 its stack is freed without unwinding"
+            );
+        }
+        // SAFETY: `inner` came from Box::leak in `new`; the coroutine is done or will never be
+        // resumed again, so no reference into it survives this point.
+        drop(unsafe { Box::from_raw(self.inner.as_ptr()) });
+    }
+}
+
+impl Suspender {
+    /// Switches back to whoever called [`Coroutine::resume`].
+    ///
+    /// # Panics
+    ///
+    /// When called from any stack other than this coroutine's own (e.g. from a nested coroutine
+    /// the closure created). When the coroutine is being dropped, this raises [`Cancelled`] so the
+    /// stack unwinds; do not catch it.
+    pub fn suspend(&self) {
+        assert!(
+            ptr::eq(current_context(), self.ctx),
+            "Suspender::suspend called outside the coroutine it belongs to"
+        );
+        // SAFETY: we are on the stack of `self.ctx`, the current context (checked above).
+        let arg = unsafe { suspend(&*self.ctx, Suspend::Yield) };
+        if arg == CANCEL {
+            panic::resume_unwind(Box::new(Cancelled));
+        }
+    }
+}
+
+/// The body of every raw coroutine: runs the closure, keeps a panic for `resume` to re-raise.
+///
+/// # Safety
+///
+/// `data` points to the `Inner` that owns the running context.
+unsafe fn run_body(data: *const ()) {
+    // SAFETY: per the contract; `body` and `panic` are only touched from the coroutine while it
+    // runs and from the resumer while it is suspended or done, never both at once.
+    let inner = unsafe { &*(data as *const Inner<'_>) };
+    // SAFETY: as above.
+    let Some(f) = (unsafe { (*inner.body.get()).take() }) else {
+        return;
+    };
+    let suspender = Suspender {
+        ctx: &inner.ctx,
+        _not_send: PhantomData,
+    };
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(&suspender))) {
+        if payload.downcast_ref::<Cancelled>().is_none() {
+            // SAFETY: as above.
+            unsafe { *inner.panic.get() = Some(payload) };
+        }
+    }
+}

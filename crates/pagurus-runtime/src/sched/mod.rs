@@ -1,0 +1,483 @@
+//! The scheduler: runtimes, workers, spawning, yielding and parking.
+//!
+//! A [`Runtime`] owns `workers` OS threads (see `worker` for their queues and sleep protocol).
+//! [`Runtime::block_on`] runs its closure as the *main coroutine* on the calling thread, which
+//! does nothing else meanwhile: the closure need not be `Send` or `'static`, because it never
+//! leaves that thread and `block_on` does not return before it finishes.
+//!
+//! # Soundness of pinning
+//!
+//! A coroutine's stack may hold `!Send` values and references into its thread's thread-locals
+//! (the compiler may even cache a thread-local's address in a register across a suspension).
+//! So a coroutine must run on one thread for its whole life. The scheduler guarantees it: a task
+//! is pinned to the worker that first runs it (`Header::set_home`), every later wake-up queues it
+//! on that worker (`schedule_woken`), and only that worker's loop resumes it. What may move
+//! between threads before the first run is only the `Send` closure.
+//!
+//! # Shutdown
+//!
+//! `block_on` returns as soon as its closure does; coroutines it spawned keep running on the
+//! workers while the `Runtime` lives, and a later `block_on` may join them. Dropping the runtime
+//! cancels what is left: a suspended coroutine is resumed one last time to unwind its stack (its
+//! destructors run, its `join` gets [`Cancelled`](crate::Cancelled)), an unstarted one drops its
+//! closure. Every stack is then unmapped or pooled, and the pools go with the workers. A coroutine
+//! that is running when the drop starts (say, in a loop that never yields) delays the drop until
+//! it suspends.
+
+mod task;
+mod worker;
+
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker as Deque};
+
+pub use task::JoinHandle;
+use task::{Header, Task, TaskCell, TaskRef};
+use worker::{Msg, WorkerCore, WorkerHandle};
+
+use crate::coroutine::{CANCEL, Cancelled, Context, Suspend, current_context, suspend};
+use crate::stack::{PAGE_SIZE, StackPool};
+use crate::stats;
+
+/// Settings fixed when a runtime is built.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) initial_stack_size: usize,
+    #[allow(
+        dead_code,
+        reason = "enforced once stacks grow; validated and reported now"
+    )]
+    pub(crate) max_stack_size: usize,
+    pub(crate) stack_pool_bytes: usize,
+}
+
+/// What the workers of one runtime share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) workers: Vec<Arc<WorkerHandle>>,
+    pub(crate) stealers: Vec<Stealer<TaskRef>>,
+    /// Spawns from threads that are not workers.
+    pub(crate) injector: Injector<TaskRef>,
+    /// Workers asleep in `recv`.
+    pub(crate) idle: AtomicUsize,
+    /// Nudges sent and not yet received.
+    pub(crate) searching: AtomicUsize,
+    /// Stack pools of `block_on` threads, kept between calls.
+    main_pools: Mutex<Vec<StackPool>>,
+}
+
+/// Configures and builds a [`Runtime`].
+///
+/// ```
+/// let rt = pagurus::Runtime::builder()
+///     .workers(2)
+///     .initial_stack_size(16 * 1024)
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.block_on(|| pagurus::spawn(|| 2 + 2).join().unwrap()), 4);
+///
+/// let err = pagurus::Runtime::builder().initial_stack_size(5000).build().unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// assert!(err.to_string().contains("initial_stack_size"));
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a Builder does nothing until `build` is called"]
+pub struct Builder {
+    workers: Option<usize>,
+    initial_stack_size: usize,
+    max_stack_size: usize,
+    stack_pool_bytes: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            workers: None,
+            initial_stack_size: PAGE_SIZE,
+            max_stack_size: 1 << 30,
+            stack_pool_bytes: 16 << 20,
+        }
+    }
+}
+
+impl Builder {
+    /// Number of worker threads; default: the machine's available parallelism. At least 1.
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Usable bytes of a new coroutine's stack: a power of two, at least 4096 (the default).
+    pub fn initial_stack_size(mut self, bytes: usize) -> Builder {
+        self.initial_stack_size = bytes;
+        self
+    }
+
+    /// Largest size a coroutine's stack may grow to: a power of two no smaller than the initial
+    /// size. Default: 1 GiB.
+    pub fn max_stack_size(mut self, bytes: usize) -> Builder {
+        self.max_stack_size = bytes;
+        self
+    }
+
+    /// Usable bytes of finished coroutines' stacks each worker keeps mapped for reuse
+    /// (default 16 MiB; 0 unmaps every stack as soon as its coroutine finishes).
+    pub fn stack_pool_bytes(mut self, bytes: usize) -> Builder {
+        self.stack_pool_bytes = bytes;
+        self
+    }
+
+    /// Starts the worker threads.
+    ///
+    /// Fails with [`io::ErrorKind::InvalidInput`] naming the parameter when a setting is out of
+    /// range, or with the OS error when a thread cannot be started.
+    pub fn build(self) -> io::Result<Runtime> {
+        let workers = match self.workers {
+            Some(0) => return Err(invalid("workers", "must be at least 1, got 0")),
+            Some(n) => n,
+            None => thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        validate_stack_size("initial_stack_size", self.initial_stack_size)?;
+        validate_stack_size("max_stack_size", self.max_stack_size)?;
+        if self.max_stack_size < self.initial_stack_size {
+            return Err(invalid(
+                "max_stack_size",
+                &format!(
+                    "must not be smaller than initial_stack_size ({} bytes), got {}",
+                    self.initial_stack_size, self.max_stack_size
+                ),
+            ));
+        }
+        let config = Config {
+            initial_stack_size: self.initial_stack_size,
+            max_stack_size: self.max_stack_size,
+            stack_pool_bytes: self.stack_pool_bytes,
+        };
+        let deques: Vec<Deque<TaskRef>> = (0..workers).map(|_| Deque::new_fifo()).collect();
+        let (senders, inboxes): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| crossbeam_channel::unbounded::<Msg>())
+            .unzip();
+        let shared = Arc::new(Shared {
+            config,
+            workers: senders
+                .into_iter()
+                .map(|tx| Arc::new(WorkerHandle::new(tx)))
+                .collect(),
+            stealers: deques.iter().map(Deque::stealer).collect(),
+            injector: Injector::new(),
+            idle: AtomicUsize::new(0),
+            searching: AtomicUsize::new(0),
+            main_pools: Mutex::new(Vec::new()),
+        });
+        let mut runtime = Runtime {
+            shared: shared.clone(),
+            threads: Vec::with_capacity(workers),
+        };
+        for (index, (deque, inbox)) in deques.into_iter().zip(inboxes).enumerate() {
+            let shared = shared.clone();
+            let thread = thread::Builder::new()
+                .name(format!("pagurus-worker-{index}"))
+                .spawn(move || {
+                    let handle = shared.workers[index].clone();
+                    let pool = StackPool::new(shared.config.stack_pool_bytes);
+                    WorkerCore::new(shared, Some(index), handle, inbox, Some(deque), pool)
+                        .run_worker();
+                })?;
+            runtime.threads.push(thread);
+        }
+        tracing::debug!(workers, ?config, "runtime started");
+        Ok(runtime)
+    }
+}
+
+fn invalid(param: &str, what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{param} {what}"))
+}
+
+/// Checks a stack size parameter: a power of two, at least one page.
+pub(crate) fn validate_stack_size(param: &str, bytes: usize) -> io::Result<()> {
+    if bytes.is_power_of_two() && bytes >= PAGE_SIZE {
+        Ok(())
+    } else {
+        Err(invalid(
+            param,
+            &format!("must be a power of two of at least {PAGE_SIZE} bytes, got {bytes}"),
+        ))
+    }
+}
+
+/// A pool of worker threads running coroutines.
+///
+/// ```
+/// let rt = pagurus::Runtime::new().unwrap();
+/// let mut total = 0; // borrowed by the main coroutine: block_on needs neither Send nor 'static
+/// rt.block_on(|| {
+///     let handles: Vec<_> = (1..=10).map(|i| pagurus::spawn(move || i * i)).collect();
+///     total = handles.into_iter().map(|h| h.join().unwrap()).sum();
+/// });
+/// assert_eq!(total, 385);
+/// ```
+pub struct Runtime {
+    shared: Arc<Shared>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// A runtime with the default settings (see [`Builder`]).
+    pub fn new() -> io::Result<Runtime> {
+        Builder::default().build()
+    }
+
+    /// A builder to configure a runtime.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Runs `f` as a coroutine on the calling thread, with this runtime's workers available to
+    /// the coroutines it spawns, and returns what `f` returns. A panic in `f` resumes here.
+    ///
+    /// Several threads may call `block_on` on one runtime at once.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside a coroutine: it would block that coroutine's worker thread.
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T,
+    {
+        assert!(
+            WorkerCore::current().is_none(),
+            "Runtime::block_on called from inside a pagurus coroutine; \
+             spawn the work and join it instead"
+        );
+        let (tx, inbox) = crossbeam_channel::unbounded();
+        let config = self.shared.config;
+        let pool = lock(&self.shared.main_pools)
+            .pop()
+            .unwrap_or_else(|| StackPool::new(config.stack_pool_bytes));
+        let core = WorkerCore::new(
+            self.shared.clone(),
+            None,
+            Arc::new(WorkerHandle::new(tx)),
+            inbox,
+            None,
+            pool,
+        );
+        let mut slot = MainSlot {
+            f: Some(f),
+            output: None,
+        };
+        let main = MainTask {
+            header: Header::new(stats::coroutine_created(), run_main::<F, T>),
+            slot: (&raw mut slot).cast(),
+        };
+        core.run_main(Arc::new(main));
+        lock(&self.shared.main_pools).push(core.into_pool());
+        match slot.output.take() {
+            Some(Ok(value)) => value,
+            Some(Err(payload)) => panic::resume_unwind(payload),
+            None => unreachable!("the main coroutine finished without an output"),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for worker in &self.shared.workers {
+            worker.send(Msg::Shutdown);
+        }
+        let me = thread::current().id();
+        for thread in self.threads.drain(..) {
+            // Dropped by one of its own coroutines: that worker shuts down when it gets back to
+            // its loop; joining it from here would wait for ourselves.
+            if thread.thread().id() != me {
+                let _ = thread.join();
+            }
+        }
+        loop {
+            match self.shared.injector.steal() {
+                Steal::Success(task) => {
+                    worker::abandon(&task);
+                }
+                Steal::Retry => {}
+                Steal::Empty => break,
+            }
+        }
+        tracing::debug!("runtime stopped");
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.threads.len())
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The pools stay consistent even if a holder panicked: every operation on them is complete
+    // before it can panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The closure and output of a main coroutine, on the `block_on` caller's stack.
+struct MainSlot<F, T> {
+    f: Option<F>,
+    output: Option<thread::Result<T>>,
+}
+
+/// The task of a main coroutine.
+struct MainTask {
+    header: Header,
+    /// The `MainSlot<F, T>` in `block_on`'s frame.
+    slot: *mut (),
+}
+
+// SAFETY: `slot` is dereferenced only by `run_main`, on the `block_on` thread, while `block_on`'s
+// frame (which owns the slot) is alive; other threads only touch the header, which follows the
+// rules in `task`.
+unsafe impl Send for MainTask {}
+// SAFETY: as above.
+unsafe impl Sync for MainTask {}
+
+impl Task for MainTask {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Never called: a main coroutine runs on its `block_on` thread, never on a worker that
+    /// shuts down, and `block_on` waits for it to finish.
+    fn abandon(&self) {}
+}
+
+/// The body of a main coroutine.
+///
+/// # Safety
+///
+/// `data` is the `MainTask` of a `block_on::<F, T>` call still in progress on this thread.
+unsafe fn run_main<F: FnOnce() -> T, T>(data: *const ()) {
+    // SAFETY: per the contract, the task and its slot are alive and only this coroutine uses the
+    // slot until it finishes.
+    let slot = unsafe { &mut *(*(data as *const MainTask)).slot.cast::<MainSlot<F, T>>() };
+    if let Some(f) = slot.f.take() {
+        slot.output = Some(panic::catch_unwind(AssertUnwindSafe(f)));
+    }
+}
+
+/// Runs `f` as the main coroutine of a runtime with the default settings, then shuts it down.
+///
+/// ```
+/// let answer = pagurus::run(|| pagurus::spawn(|| 42).join().unwrap());
+/// assert_eq!(answer, 42);
+/// ```
+///
+/// # Panics
+///
+/// When the runtime cannot start (no threads or memory), or when `f` panics.
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T,
+{
+    let runtime = Runtime::new()
+        .unwrap_or_else(|err| panic!("pagurus::run: cannot start the runtime: {err}"));
+    runtime.block_on(f)
+}
+
+/// Starts `f` as a new coroutine and returns a handle to join it.
+///
+/// The coroutine may start on any worker; once started it stays there.
+///
+/// ```
+/// pagurus::run(|| {
+///     let h = pagurus::spawn(|| "hello from a coroutine".len());
+///     assert_eq!(h.join().unwrap(), 22);
+/// });
+/// ```
+///
+/// # Panics
+///
+/// When called outside a runtime (from a thread that is neither a worker nor inside
+/// [`Runtime::block_on`]).
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let Some(core) = WorkerCore::current() else {
+        panic!(
+            "pagurus::spawn called outside a pagurus runtime: \
+             call it from inside Runtime::block_on or pagurus::run"
+        )
+    };
+    let task = Arc::new(TaskCell::new(stats::coroutine_created(), f));
+    core.spawn(task.clone());
+    JoinHandle::new(task)
+}
+
+/// Lets the worker run its other coroutines, then continues. Outside a coroutine it yields the
+/// OS thread.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// pagurus::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+///     let flag = Arc::new(AtomicBool::new(false));
+///     let f = flag.clone();
+///     let h = pagurus::spawn(move || f.store(true, Ordering::Release));
+///     while !flag.load(Ordering::Acquire) {
+///         pagurus::yield_now();
+///     }
+///     h.join().unwrap();
+/// });
+/// ```
+pub fn yield_now() {
+    if WorkerCore::current().is_none() {
+        thread::yield_now();
+        return;
+    }
+    suspend_scheduled("yield_now", Suspend::Yield);
+}
+
+/// Parks the calling coroutine until something wakes it (spurious returns are possible: callers
+/// re-check their condition).
+pub(crate) fn park() {
+    suspend_scheduled("park", Suspend::Park);
+}
+
+/// Switches from the running scheduled coroutine to its worker, raising [`Cancelled`] when the
+/// worker resumes it only to shut it down.
+fn suspend_scheduled(what: &str, reason: Suspend) {
+    let ctx = scheduled_context(what);
+    // SAFETY: `scheduled_context` checked that we run on the stack of the worker's current
+    // coroutine, which is the innermost context of this thread.
+    let arg = unsafe { suspend(&*ctx, reason) };
+    if arg == CANCEL {
+        panic::resume_unwind(Box::new(Cancelled));
+    }
+}
+
+/// The context of the scheduled coroutine the caller runs on.
+fn scheduled_context(what: &str) -> *const Context {
+    let ctx = WorkerCore::current().map_or(ptr::null(), WorkerCore::current_ctx);
+    assert!(
+        !ctx.is_null() && ptr::eq(ctx, current_context()),
+        "pagurus::{what} called from a raw coroutine nested inside a scheduled one; \
+         only the scheduled coroutine itself can suspend"
+    );
+    ctx
+}
+
+/// The running scheduled coroutine, `None` on a plain thread.
+pub(crate) fn current_task() -> Option<TaskRef> {
+    let core = WorkerCore::current()?;
+    scheduled_context("JoinHandle::join");
+    core.current_task()
+}

@@ -1,0 +1,354 @@
+//! Tasks: a coroutine plus what the scheduler and its joiner need to know about it.
+//!
+//! # Run state
+//!
+//! `state` holds a phase and a `NOTIFIED` bit:
+//!
+//! ```text
+//!   ACTIVE (queued or running) --(coroutine parks)--> PARKED --(wake)--> ACTIVE, queued at home
+//!      \--(coroutine finishes)--> DONE
+//! ```
+//!
+//! A wake that finds the task `ACTIVE` sets `NOTIFIED` instead, and the next park returns at
+//! once: a wake is a permit, never lost. Queued and running need no separate phases: a waker
+//! treats them alike, and only the move out of `PARKED` puts a task in a queue, so a task is never
+//! queued twice. The move to `PARKED` is made by the worker
+//! *after* the coroutine has switched away, so a task that a waker sees `PARKED` has its registers
+//! saved and may be resumed. Only the home worker ever resumes a task, and only from its scheduler
+//! loop, so a task never runs twice at once.
+//!
+//! # Join state
+//!
+//! `join` holds `COMPLETE` (the output is written) and `WAITER` (the joiner's waiter is written).
+//! Each side writes its part, then sets its bit with one `fetch_or`; whoever sets its bit second
+//! sees the other's and acts: the completer wakes the waiter, or the joiner finds the output.
+
+use std::cell::{Cell, UnsafeCell};
+use std::mem;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::thread::{self, Thread};
+
+use super::worker::{WorkerHandle, schedule_woken};
+use crate::coroutine::{Body, Cancelled, Context};
+
+pub(crate) type TaskRef = Arc<dyn Task>;
+
+/// The type-erased face of every task, as queues and wakers see it.
+pub(crate) trait Task: Send + Sync + 'static {
+    fn header(&self) -> &Header;
+    /// Completes the task with [`Cancelled`] without running any more of it, dropping its
+    /// closure if it never started. (A started task's stack is then freed by the caller without
+    /// unwinding: whatever lives on it is leaked.)
+    fn abandon(&self);
+}
+
+pub(crate) const PHASE: usize = 0b11;
+pub(crate) const ACTIVE: usize = 0;
+pub(crate) const PARKED: usize = 1;
+pub(crate) const DONE: usize = 2;
+pub(crate) const NOTIFIED: usize = 0b100;
+
+const COMPLETE: usize = 0b01;
+const WAITER: usize = 0b10;
+
+/// Who to wake when a task completes.
+pub(crate) enum Waiter {
+    Task(TaskRef),
+    Thread(Thread),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Task(task) => wake(&task),
+            Waiter::Thread(thread) => thread.unpark(),
+        }
+    }
+}
+
+pub(crate) struct Header {
+    pub(crate) id: u64,
+    pub(crate) state: AtomicUsize,
+    join: AtomicUsize,
+    /// Written by the joiner before it sets WAITER; taken by the completer after it sees WAITER.
+    waiter: UnsafeCell<Option<Waiter>>,
+    /// Home-thread only: the coroutine itself.
+    pub(crate) ctx: Context,
+    /// Written once by the worker that starts the task, before the task can park.
+    home: UnsafeCell<Option<Arc<WorkerHandle>>>,
+    /// Home-thread only: key in the home worker's table of started tasks.
+    pub(crate) slot: Cell<usize>,
+}
+
+impl Header {
+    pub(crate) fn new(id: u64, body: Body) -> Header {
+        Header {
+            id,
+            state: AtomicUsize::new(ACTIVE),
+            join: AtomicUsize::new(0),
+            waiter: UnsafeCell::new(None),
+            ctx: Context::new(body),
+            home: UnsafeCell::new(None),
+            slot: Cell::new(usize::MAX),
+        }
+    }
+
+    /// Records the worker that starts the task; it will be resumed there only.
+    ///
+    /// # Safety
+    ///
+    /// Called once, by that worker, before the task first runs.
+    pub(crate) unsafe fn set_home(&self, home: Arc<WorkerHandle>) {
+        // SAFETY: per the contract nobody else reads or writes `home` yet; wakers read it only
+        // after seeing PARKED, which the worker stores (Release) after this write.
+        unsafe { *self.home.get() = Some(home) };
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.join.load(Acquire) & COMPLETE != 0
+    }
+
+    /// Marks the output written and wakes the joiner, if one is waiting.
+    ///
+    /// # Safety
+    ///
+    /// The output must be written, and this called once.
+    pub(crate) unsafe fn complete(&self) {
+        let prev = self.join.fetch_or(COMPLETE, AcqRel);
+        if prev & WAITER != 0 {
+            // SAFETY: WAITER was set, so the joiner finished writing the slot (Acquire above) and
+            // will not touch it again.
+            let waiter = unsafe { (*self.waiter.get()).take() };
+            if let Some(waiter) = waiter {
+                waiter.wake();
+            }
+        }
+    }
+
+    /// Blocks the caller (parks the calling coroutine, or the OS thread outside coroutines) until
+    /// [`Header::complete`] has run.
+    pub(crate) fn wait_complete(&self) {
+        if self.is_complete() {
+            return;
+        }
+        let waiter = match super::current_task() {
+            Some(task) => Waiter::Task(task),
+            None => Waiter::Thread(thread::current()),
+        };
+        let parks_coroutine = matches!(waiter, Waiter::Task(_));
+        // SAFETY: WAITER is not set yet (one joiner per task: `join` consumes its handle), so the
+        // completer does not read the slot until our fetch_or below publishes it.
+        unsafe { *self.waiter.get() = Some(waiter) };
+        if self.join.fetch_or(WAITER, AcqRel) & COMPLETE != 0 {
+            // The completer came first and did not see our waiter: take it back.
+            // SAFETY: the completer only reads the slot if it sees WAITER, and it did not.
+            drop(unsafe { (*self.waiter.get()).take() });
+            return;
+        }
+        while !self.is_complete() {
+            if parks_coroutine {
+                super::park();
+            } else {
+                thread::park();
+            }
+        }
+    }
+}
+
+/// Makes a parked task runnable on its home worker, or leaves a permit for its next park.
+pub(crate) fn wake(task: &TaskRef) {
+    let header = task.header();
+    let mut cur = header.state.load(Acquire);
+    loop {
+        let next = match cur & PHASE {
+            PARKED => ACTIVE,
+            DONE => return,
+            _ if cur & NOTIFIED != 0 => return,
+            _ => cur | NOTIFIED,
+        };
+        match header
+            .state
+            .compare_exchange_weak(cur, next, AcqRel, Acquire)
+        {
+            Ok(_) if cur & PHASE == PARKED => break,
+            Ok(_) => return,
+            Err(actual) => cur = actual,
+        }
+    }
+    // SAFETY: the task was PARKED, so its home worker set `home` before it first ran, and the
+    // Acquire above synchronises with the Release that stored PARKED after that write.
+    let home = unsafe { (*header.home.get()).as_ref() };
+    match home {
+        Some(home) => schedule_woken(home, task.clone()),
+        None => unreachable!("a parked task always has a home worker"),
+    }
+}
+
+/// What a spawned closure turns into.
+enum Stage<F, T> {
+    Pending(F),
+    Running,
+    Finished(thread::Result<T>),
+    Taken,
+}
+
+/// A spawned task: header and closure/output in one allocation.
+pub(crate) struct TaskCell<F, T> {
+    header: Header,
+    stage: UnsafeCell<Stage<F, T>>,
+}
+
+// SAFETY: `stage` is touched by the home worker while the task runs, and by the joiner only after
+// COMPLETE (Acquire), which the task sets after its last touch (Release); the header's
+// non-atomic parts are home-thread only (see `Header`). F and T cross threads, so they must be
+// Send.
+unsafe impl<F: Send, T: Send> Send for TaskCell<F, T> {}
+// SAFETY: as above; shared references from several threads only use the atomics and follow the
+// protocol above for everything else.
+unsafe impl<F: Send, T: Send> Sync for TaskCell<F, T> {}
+
+impl<F, T> TaskCell<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    pub(crate) fn new(id: u64, f: F) -> TaskCell<F, T> {
+        TaskCell {
+            header: Header::new(id, Self::run_body),
+            stage: UnsafeCell::new(Stage::Pending(f)),
+        }
+    }
+
+    /// The body of the task's coroutine.
+    ///
+    /// # Safety
+    ///
+    /// `data` is the `TaskCell<F, T>` whose coroutine is running, and this runs once.
+    unsafe fn run_body(data: *const ()) {
+        // SAFETY: per the contract.
+        let cell = unsafe { &*(data as *const TaskCell<F, T>) };
+        // SAFETY: the task is running on its home worker: nobody else touches `stage` now.
+        let stage = unsafe { mem::replace(&mut *cell.stage.get(), Stage::Running) };
+        let Stage::Pending(f) = stage else {
+            unreachable!("a task body runs once")
+        };
+        let output = panic::catch_unwind(AssertUnwindSafe(f));
+        // SAFETY: as above; the joiner reads it only after `complete`.
+        unsafe { *cell.stage.get() = Stage::Finished(output) };
+        // SAFETY: the output is written; this is the only call.
+        unsafe { cell.header.complete() };
+    }
+
+    /// The output, once complete.
+    ///
+    /// # Safety
+    ///
+    /// `is_complete()` must have returned true, and this is called once.
+    unsafe fn take_output(&self) -> thread::Result<T> {
+        // SAFETY: complete, so the task no longer touches `stage` (see the Send impl).
+        match unsafe { mem::replace(&mut *self.stage.get(), Stage::Taken) } {
+            Stage::Finished(output) => output,
+            _ => unreachable!("output taken before completion or twice"),
+        }
+    }
+}
+
+impl<F, T> Task for TaskCell<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn abandon(&self) {
+        // SAFETY: the caller is the home worker (or, for a task that never started, the scheduler
+        // that holds it), and the coroutine will not run again, so nothing else touches `stage`.
+        let stage = unsafe { &mut *self.stage.get() };
+        if matches!(stage, Stage::Pending(_) | Stage::Running) {
+            *stage = Stage::Finished(Err(Box::new(Cancelled)));
+            // SAFETY: the output is written; Pending or Running means `complete` never ran.
+            unsafe { self.header.complete() };
+        }
+    }
+}
+
+/// Typed access to a task's output, for [`JoinHandle`].
+trait Output<T>: Task {
+    /// # Safety
+    ///
+    /// As [`TaskCell::take_output`].
+    unsafe fn take(&self) -> thread::Result<T>;
+}
+
+impl<F, T> Output<T> for TaskCell<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    unsafe fn take(&self) -> thread::Result<T> {
+        // SAFETY: forwarded contract.
+        unsafe { self.take_output() }
+    }
+}
+
+/// An owned permission to wait for a spawned coroutine and take its result.
+///
+/// Dropping the handle detaches the coroutine: it keeps running, and its result is dropped when
+/// it finishes.
+pub struct JoinHandle<T: 'static> {
+    task: Arc<dyn Output<T>>,
+}
+
+impl<T: Send + 'static> JoinHandle<T> {
+    pub(crate) fn new<F>(task: Arc<TaskCell<F, T>>) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+    {
+        JoinHandle { task }
+    }
+
+    /// Waits for the coroutine to finish and returns its result, or the panic payload it
+    /// unwound with (or [`Cancelled`] if its runtime shut down first).
+    ///
+    /// Inside a coroutine this parks the caller, letting its worker run others. Outside any
+    /// coroutine it blocks the OS thread.
+    ///
+    /// ```
+    /// pagurus::run(|| {
+    ///     let ok = pagurus::spawn(|| 6 * 7);
+    ///     assert_eq!(ok.join().unwrap(), 42);
+    ///     let boom = pagurus::spawn(|| -> u32 { std::panic::resume_unwind(Box::new("boom")) });
+    ///     assert_eq!(*boom.join().unwrap_err().downcast::<&str>().unwrap(), "boom");
+    /// });
+    /// ```
+    pub fn join(self) -> thread::Result<T> {
+        let header = self.task.header();
+        header.wait_complete();
+        // SAFETY: complete; `join` consumes the only handle, so this is the only take.
+        unsafe { self.task.take() }
+    }
+
+    /// Whether the coroutine has finished (its result is ready for [`JoinHandle::join`]).
+    pub fn is_finished(&self) -> bool {
+        self.task.header().is_complete()
+    }
+
+    /// The coroutine's id, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.task.header().id
+    }
+}
+
+impl<T: 'static> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header = self.task.header();
+        f.debug_struct("JoinHandle")
+            .field("id", &header.id)
+            .field("finished", &header.is_complete())
+            .finish()
+    }
+}

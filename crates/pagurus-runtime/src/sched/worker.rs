@@ -1,0 +1,542 @@
+//! Workers: OS threads that run coroutines.
+//!
+//! # Queues
+//!
+//! A coroutine that has not started holds nothing but its `Send` closure, so it may run anywhere;
+//! once started it stays on its worker for good, because its stack may hold `!Send` values and
+//! references into that thread's thread-locals. Each worker therefore has:
+//!
+//! - `lifo`: the coroutine it spawned last. Not stealable: a spawn followed by a join runs the
+//!   child right here, with no cross-thread traffic.
+//! - `deque`: older spawns, stealable by idle workers (crossbeam-deque). Spawning into it wakes
+//!   an idle worker to come and steal.
+//! - `local`: started coroutines of this worker that are ready to run again.
+//! - `inbox`: a crossbeam channel carrying cross-thread wake-ups of this worker's coroutines,
+//!   and the nudge and shutdown messages. An idle worker sleeps in `recv` on it.
+//!
+//! Spawns from outside a worker (a `block_on` thread) go to the runtime's global injector.
+//!
+//! # Sleeping without losing work
+//!
+//! An idle worker sets its `sleeping` flag, counts itself in `idle`, then looks for work once more
+//! before it blocks in `recv`. A spawner pushes its task, then reads `idle` (both sides with a
+//! SeqCst fence between write and read). Either the spawner sees the sleeper and nudges it, or
+//! the sleeper's second look finds the task. `searching` counts nudges in flight: while one is,
+//! further spawns do not nudge again, so a burst of spawns costs one wake-up, not one each.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::*, fence};
+
+use crossbeam_channel::{Receiver, Sender};
+use crossbeam_deque::{Steal, Worker as Deque};
+use slab::Slab;
+
+use super::Shared;
+use super::task::{ACTIVE, DONE, NOTIFIED, PARKED, PHASE, Task, TaskRef};
+use crate::coroutine::{CANCEL, Context, RESUME, Suspend};
+use crate::stack::StackPool;
+use crate::stats;
+
+/// How often a busy worker looks at its inbox, its stealable deque and the global injector before
+/// its local queue, so coroutines that yield to each other cannot starve everyone else.
+const FAIRNESS_TICKS: u32 = 61;
+/// How many times in a row the `lifo` slot may go first.
+const MAX_LIFO_STREAK: u32 = 3;
+/// Shutdown gives up on a coroutine that keeps catching its cancellation after this many resumes.
+const CANCEL_ATTEMPTS: usize = 16;
+
+pub(crate) enum Msg {
+    /// A coroutine of this worker was woken by another thread.
+    Run(TaskRef),
+    /// There may be work to steal.
+    Nudge,
+    /// The runtime is dropping: cancel everything and exit.
+    Shutdown,
+}
+
+/// The part of a worker other threads may touch.
+pub(crate) struct WorkerHandle {
+    inbox: Sender<Msg>,
+    sleeping: AtomicBool,
+}
+
+impl WorkerHandle {
+    pub(crate) fn new(inbox: Sender<Msg>) -> WorkerHandle {
+        WorkerHandle {
+            inbox,
+            sleeping: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn send(&self, msg: Msg) {
+        // A closed inbox means the worker already exited at shutdown; the message (and any task
+        // in it) is dropped, which is all shutdown would have done with it.
+        let _ = self.inbox.send(msg);
+    }
+}
+
+/// Queues a woken task on its home worker.
+pub(crate) fn schedule_woken(home: &Arc<WorkerHandle>, task: TaskRef) {
+    match WorkerCore::current() {
+        Some(core) if Arc::ptr_eq(&core.handle, home) => core.local.borrow_mut().push_back(task),
+        _ => home.send(Msg::Run(task)),
+    }
+}
+
+thread_local! {
+    static CORE: Cell<*const WorkerCore> = const { Cell::new(std::ptr::null()) };
+}
+
+/// A worker's thread-local state. Also used, without a deque, by a thread inside `block_on`,
+/// which runs nothing but its main coroutine.
+pub(crate) struct WorkerCore {
+    pub(crate) shared: Arc<Shared>,
+    /// Index in `shared.workers`, `None` for a `block_on` thread.
+    index: Option<usize>,
+    handle: Arc<WorkerHandle>,
+    inbox: Receiver<Msg>,
+    deque: Option<Deque<TaskRef>>,
+    lifo: Cell<Option<TaskRef>>,
+    local: RefCell<VecDeque<TaskRef>>,
+    /// Started, unfinished coroutines of this worker: the ones shutdown must cancel.
+    live: RefCell<Slab<TaskRef>>,
+    pool: RefCell<StackPool>,
+    /// The coroutine running now (from `Arc::as_ptr` of the `TaskRef` that `run_task` holds
+    /// while it is set), and its context.
+    current: Cell<Option<NonNull<dyn Task>>>,
+    current_ctx: Cell<*const Context>,
+    tick: Cell<u32>,
+    lifo_streak: Cell<u32>,
+}
+
+impl WorkerCore {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        index: Option<usize>,
+        handle: Arc<WorkerHandle>,
+        inbox: Receiver<Msg>,
+        deque: Option<Deque<TaskRef>>,
+        pool: StackPool,
+    ) -> WorkerCore {
+        WorkerCore {
+            shared,
+            index,
+            handle,
+            inbox,
+            deque,
+            lifo: Cell::new(None),
+            local: RefCell::new(VecDeque::new()),
+            live: RefCell::new(Slab::new()),
+            pool: RefCell::new(pool),
+            current: Cell::new(None),
+            current_ctx: Cell::new(std::ptr::null()),
+            tick: Cell::new(0),
+            lifo_streak: Cell::new(0),
+        }
+    }
+
+    /// The core of the calling thread, if it is a worker or inside `block_on`.
+    pub(crate) fn current() -> Option<&'static WorkerCore> {
+        let core = CORE.with(|c| c.get());
+        // SAFETY: CORE is set by `enter` to a core that outlives the guard it returns, and cleared
+        // when the guard drops; code running on this thread in between (the only code that can
+        // read it) sees a live core. The 'static is a lie confined to this thread's use while
+        // entered, which is all callers do with it.
+        unsafe { core.as_ref() }
+    }
+
+    /// Makes this core the calling thread's core until the guard drops.
+    pub(crate) fn enter(&self) -> EnterGuard {
+        CORE.with(|c| {
+            assert!(
+                c.get().is_null(),
+                "a thread can host only one pagurus scheduler at a time"
+            );
+            c.set(self);
+        });
+        EnterGuard
+    }
+
+    /// The running coroutine and its context, when called from it.
+    pub(crate) fn current_task(&self) -> Option<TaskRef> {
+        let ptr = self.current.get()?.as_ptr();
+        // SAFETY: `ptr` came from Arc::as_ptr of a TaskRef that `run_task` keeps alive for as
+        // long as `current` holds it; taking one more strong count makes a new owned TaskRef.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Some(Arc::from_raw(ptr))
+        }
+    }
+
+    pub(crate) fn current_ctx(&self) -> *const Context {
+        self.current_ctx.get()
+    }
+
+    /// Queues a freshly spawned coroutine.
+    pub(crate) fn spawn(&self, task: TaskRef) {
+        match &self.deque {
+            Some(deque) => {
+                if let Some(older) = self.lifo.replace(Some(task)) {
+                    deque.push(older);
+                    self.shared.notify_idle();
+                }
+            }
+            None => {
+                self.shared.injector.push(task);
+                self.shared.notify_idle();
+            }
+        }
+    }
+
+    /// The worker thread's whole life.
+    pub(crate) fn run_worker(&self) {
+        let _entered = self.enter();
+        tracing::debug!(worker = self.index, "worker started");
+        while let Some(task) = self.next_task() {
+            let (task, reason) = self.run_task(task, RESUME);
+            if reason == Suspend::Yield {
+                self.local.borrow_mut().push_back(task);
+            }
+        }
+        self.shutdown();
+        tracing::debug!(worker = self.index, "worker stopped");
+    }
+
+    /// Runs `main` (already set up as a task) on this `block_on` thread until it finishes.
+    pub(crate) fn run_main(&self, main: TaskRef) {
+        let _entered = self.enter();
+        let mut task = main;
+        loop {
+            let (t, reason) = self.run_task(task, RESUME);
+            match reason {
+                Suspend::Done => return,
+                Suspend::Yield => task = t,
+                Suspend::Park => {
+                    drop(t);
+                    // Only the main coroutine lives here; it comes back through a wake-up.
+                    if let Some(t) = self.local.borrow_mut().pop_front() {
+                        task = t;
+                        continue;
+                    }
+                    task = loop {
+                        match self.inbox.recv() {
+                            Ok(Msg::Run(t)) => break t,
+                            Ok(Msg::Nudge) => {}
+                            Ok(Msg::Shutdown) | Err(_) => {
+                                unreachable!("a block_on thread is never shut down while it runs")
+                            }
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Resumes `task` with `arg` until it yields, parks for real, or finishes, and settles its
+    /// state: a parked task is left to its waker, a finished one gives its stack back.
+    fn run_task(&self, task: TaskRef, arg: usize) -> (TaskRef, Suspend) {
+        let header = task.header();
+        if header.state.load(Relaxed) & PHASE != ACTIVE {
+            // Only shutdown resumes a task that is not active: to cancel it where it parked.
+            let _ = header.state.fetch_update(AcqRel, Acquire, |s| {
+                (s & PHASE != DONE).then_some(ACTIVE | (s & NOTIFIED))
+            });
+        }
+        if !header.ctx.has_stack() {
+            self.start(&task);
+        }
+        self.current_ctx.set(&header.ctx);
+        self.current
+            .set(NonNull::new(Arc::as_ptr(&task).cast_mut()));
+        let reason = loop {
+            // SAFETY: the task is started (it has a stack), not running (we hold it off every
+            // queue), and pinned to this worker, so its context was last suspended on this thread.
+            let reason = unsafe { header.ctx.resume(arg) };
+            if reason != Suspend::Park {
+                break reason;
+            }
+            // Park for real unless a wake-up arrived since the coroutine last ran. The Release
+            // publishes the saved context to the waker that will queue the task.
+            let parked = header
+                .state
+                .fetch_update(Release, Acquire, |s| (s & NOTIFIED == 0).then_some(PARKED));
+            if parked.is_ok() {
+                break reason;
+            }
+            header.state.fetch_and(!NOTIFIED, Relaxed);
+        };
+        self.current.set(None);
+        self.current_ctx.set(std::ptr::null());
+        if reason == Suspend::Done {
+            self.finish(&task);
+        }
+        (task, reason)
+    }
+
+    /// First run of a task on this worker: pin it here and give it a stack.
+    fn start(&self, task: &TaskRef) {
+        let header = task.header();
+        let size = self.shared.config.initial_stack_size;
+        let stack = self
+            .pool
+            .borrow_mut()
+            .get(size)
+            .unwrap_or_else(|err| stack_alloc_failed(size, err));
+        // SAFETY: this worker starts the task, once, before it runs.
+        unsafe { header.set_home(self.handle.clone()) };
+        let data = Arc::as_ptr(task) as *const ();
+        // SAFETY: the context lives inside the task's Arc allocation, which does not move and is
+        // kept alive by `live` until the coroutine is done; `data` is the TaskCell its body
+        // expects (every task type's body takes its own cell).
+        unsafe { header.ctx.start(stack, data) };
+        header.slot.set(self.live.borrow_mut().insert(task.clone()));
+    }
+
+    fn finish(&self, task: &TaskRef) {
+        let header = task.header();
+        header.state.store(DONE, Release);
+        if let Some(stack) = header.ctx.take_stack() {
+            self.pool.borrow_mut().put(stack);
+        }
+        drop(self.live.borrow_mut().remove(header.slot.get()));
+        stats::coroutine_finished();
+    }
+
+    /// Ends one of this worker's tasks that will never run again.
+    fn abandon(&self, task: &TaskRef) {
+        if abandon(task) && task.header().slot.get() != usize::MAX {
+            self.live.borrow_mut().try_remove(task.header().slot.get());
+        }
+    }
+
+    /// Picks the next coroutine to run; `None` once the runtime shuts down.
+    fn next_task(&self) -> Option<TaskRef> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % FAIRNESS_TICKS == 0 {
+            if !self.drain_inbox() {
+                return None;
+            }
+            if let Some(task) = self.pop_deque().or_else(|| self.steal_injector()) {
+                return Some(task);
+            }
+        }
+        loop {
+            if self.lifo_streak.get() < MAX_LIFO_STREAK {
+                if let Some(task) = self.lifo.take() {
+                    self.lifo_streak.set(self.lifo_streak.get() + 1);
+                    return Some(task);
+                }
+            }
+            self.lifo_streak.set(0);
+            if let Some(task) = self.local.borrow_mut().pop_front() {
+                return Some(task);
+            }
+            if let Some(task) = self.lifo.take().or_else(|| self.pop_deque()) {
+                return Some(task);
+            }
+            if !self.drain_inbox() {
+                return None;
+            }
+            if !self.local.borrow().is_empty() {
+                continue;
+            }
+            if let Some(task) = self.steal_injector().or_else(|| self.steal_others()) {
+                // There may be more where that came from: let another idle worker look too.
+                self.shared.notify_idle();
+                return Some(task);
+            }
+            if !self.sleep() {
+                return None;
+            }
+        }
+    }
+
+    fn pop_deque(&self) -> Option<TaskRef> {
+        self.deque.as_ref()?.pop()
+    }
+
+    fn steal_injector(&self) -> Option<TaskRef> {
+        let deque = self.deque.as_ref()?;
+        loop {
+            match self.shared.injector.steal_batch_and_pop(deque) {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    fn steal_others(&self) -> Option<TaskRef> {
+        let deque = self.deque.as_ref()?;
+        let me = self.index?;
+        let n = self.shared.stealers.len();
+        for i in 1..n {
+            let victim = &self.shared.stealers[(me + i) % n];
+            loop {
+                match victim.steal_batch_and_pop(deque) {
+                    Steal::Success(task) => return Some(task),
+                    Steal::Empty => break,
+                    Steal::Retry => {}
+                }
+            }
+        }
+        None
+    }
+
+    /// Moves inbox messages into the local queue; `false` on shutdown.
+    fn drain_inbox(&self) -> bool {
+        while let Ok(msg) = self.inbox.try_recv() {
+            if !self.handle_msg(msg) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn handle_msg(&self, msg: Msg) -> bool {
+        match msg {
+            Msg::Run(task) => self.local.borrow_mut().push_back(task),
+            Msg::Nudge => {
+                self.shared.searching.fetch_sub(1, SeqCst);
+            }
+            Msg::Shutdown => return false,
+        }
+        true
+    }
+
+    fn has_work(&self) -> bool {
+        !self.inbox.is_empty()
+            || !self.shared.injector.is_empty()
+            || self.shared.stealers.iter().any(|s| !s.is_empty())
+    }
+
+    /// Blocks until something arrives in the inbox; `false` on shutdown.
+    fn sleep(&self) -> bool {
+        self.handle.sleeping.store(true, SeqCst);
+        self.shared.idle.fetch_add(1, SeqCst);
+        fence(SeqCst);
+        if self.has_work() {
+            self.wake_up();
+            return true;
+        }
+        let msg = self.inbox.recv();
+        self.wake_up();
+        msg.is_ok_and(|msg| self.handle_msg(msg))
+    }
+
+    /// Leaves the idle set, unless a nudger already took us out of it.
+    fn wake_up(&self) {
+        if self.handle.sleeping.swap(false, SeqCst) {
+            self.shared.idle.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// Cancels every coroutine this worker owns, then drops its queues.
+    ///
+    /// Each started coroutine is resumed with `CANCEL`, which makes its suspension point unwind
+    /// its stack (destructors run) up to the task body, which completes with [`Cancelled`]
+    /// (`crate::coroutine::Cancelled`). Coroutines that never started just drop their closure.
+    fn shutdown(&self) {
+        for _ in 0..CANCEL_ATTEMPTS {
+            let started: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
+            if started.is_empty() {
+                break;
+            }
+            for task in started {
+                if task.header().state.load(Acquire) & PHASE != DONE {
+                    drop(self.run_task(task, CANCEL));
+                }
+            }
+        }
+        let stubborn: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
+        for task in stubborn {
+            tracing::warn!(
+                id = task.header().id,
+                "coroutine kept suspending after {CANCEL_ATTEMPTS} cancellations; \
+                 its stack is freed without unwinding"
+            );
+            self.abandon(&task);
+        }
+        // Whatever is still queued either never started or is already done.
+        let mut queued: Vec<TaskRef> = self.local.borrow_mut().drain(..).collect();
+        queued.extend(self.lifo.take());
+        if let Some(deque) = &self.deque {
+            queued.extend(std::iter::from_fn(|| deque.pop()));
+        }
+        queued.extend(self.inbox.try_iter().filter_map(|msg| match msg {
+            Msg::Run(task) => Some(task),
+            Msg::Nudge | Msg::Shutdown => None,
+        }));
+        for task in queued {
+            self.abandon(&task);
+        }
+    }
+}
+
+/// Ends a task that will never run again (see [`Task::abandon`]): completes it with
+/// `Cancelled` and frees its stack. Returns whether it was not done already.
+pub(crate) fn abandon(task: &TaskRef) -> bool {
+    let header = task.header();
+    if header.state.swap(DONE, AcqRel) & PHASE == DONE {
+        return false;
+    }
+    task.abandon();
+    drop(header.ctx.take_stack());
+    stats::coroutine_finished();
+    true
+}
+
+impl WorkerCore {
+    /// The stack pool, handed back by a finished `block_on` for the next one.
+    pub(crate) fn into_pool(self) -> StackPool {
+        // Started coroutines would still own stacks; a finished main coroutine left none.
+        debug_assert!(self.live.borrow().is_empty());
+        self.pool.replace(StackPool::new(0))
+    }
+}
+
+impl Shared {
+    /// Wakes one idle worker to look for work to steal, unless one is already on its way.
+    pub(crate) fn notify_idle(&self) {
+        fence(SeqCst);
+        if self.idle.load(SeqCst) == 0 || self.searching.load(SeqCst) != 0 {
+            return;
+        }
+        for worker in &self.workers {
+            if worker.sleeping.load(Relaxed)
+                && worker
+                    .sleeping
+                    .compare_exchange(true, false, SeqCst, Relaxed)
+                    .is_ok()
+            {
+                self.idle.fetch_sub(1, SeqCst);
+                self.searching.fetch_add(1, SeqCst);
+                worker.send(Msg::Nudge);
+                return;
+            }
+        }
+    }
+}
+
+/// Clears the thread's core pointer when a worker or `block_on` leaves.
+pub(crate) struct EnterGuard;
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        CORE.with(|c| c.set(std::ptr::null()));
+    }
+}
+
+fn stack_alloc_failed(size: usize, err: io::Error) -> ! {
+    eprintln!(
+        "pagurus: cannot map a {size}-byte coroutine stack: {err}. \
+         Check `ulimit -v`, memory overcommit settings and vm.max_map_count \
+         (each stack uses two mappings)."
+    );
+    std::process::abort()
+}

@@ -1,0 +1,171 @@
+//! Coroutine stacks: one contiguous mapping per stack, a PROT_NONE guard region below it.
+//!
+//! ```text
+//!   high  +---------------------------+  top (16-aligned; the initial frame sits just below)
+//!         |  usable stack (size bytes)|  read/write, grows downwards
+//!         +---------------------------+  bottom
+//!         |  guard (GUARD_SIZE bytes) |  PROT_NONE: any touch faults
+//!   low   +---------------------------+  mapping start
+//! ```
+//!
+//! A stack knows its own bounds and nothing outside it keeps pointers into it except the saved
+//! stack pointer of a suspended coroutine (see `coroutine`). That is the invariant the growth
+//! engine needs to move a stack.
+//!
+//! Every stack is one mapping split by `mprotect` into two VMAs, so each live stack costs two of
+//! the kernel's `vm.max_map_count` (65,530 by default) entries: about 32,000 live stacks is the
+//! ceiling until stacks are carved out of shared arenas.
+
+mod pool;
+
+pub(crate) use pool::StackPool;
+
+use std::io;
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::stats;
+
+/// Facts about the stack the calling code runs on.
+///
+/// ```
+/// pagurus::run(|| {
+///     let info = pagurus::stack::current().expect("inside a coroutine");
+///     assert_eq!(info.size, 4096);
+///     assert!(info.used > 0 && info.used < info.size);
+/// });
+/// assert!(pagurus::stack::current().is_none());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StackInfo {
+    /// Usable bytes of the current stack.
+    pub size: usize,
+    /// Bytes between the top of the stack and the caller's stack pointer.
+    pub used: usize,
+    /// How many times this coroutine's stack has been moved to a larger one.
+    pub growths: u64,
+}
+
+/// Describes the stack of the coroutine calling it; `None` on a plain thread stack.
+pub fn current() -> Option<StackInfo> {
+    crate::coroutine::current_usage().map(|(size, used, growths)| StackInfo {
+        size,
+        used,
+        growths,
+    })
+}
+
+/// Size of a page; stack sizes are powers of two no smaller than this.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Size of the PROT_NONE region under every stack.
+///
+/// It is this large because a fault must land *inside* it to be recognised as an overflow of this
+/// stack. Large frames are entered through a probe loop that computes its end bound (usually in
+/// `r11`) as `rsp - frame_size` before touching anything, and describes its CFA through that
+/// register; when the first probe faults, the bound already points up to a whole frame below the
+/// stack. With a 4 MiB guard, frames of up to about 4 MiB (including 1 MiB Rust arrays and glibc's
+/// unprobed 33 KiB frames) fault here and keep their bound inside the region the relocation engine
+/// treats as "this stack". It costs address space only: PROT_NONE pages are never backed, and even
+/// 32,000 stacks use 128 GiB of the 128 TiB user address space.
+pub const GUARD_SIZE: usize = 4 << 20;
+
+/// One coroutine stack and its guard region.
+pub struct Stack {
+    map: MmapMut,
+    size: usize,
+}
+
+// SAFETY: a Stack is plain memory owned by whoever holds it; moving the owner between threads
+// moves nothing that is tied to a thread.
+unsafe impl Send for Stack {}
+
+impl Stack {
+    /// Maps a stack with `size` usable bytes above a [`GUARD_SIZE`] guard.
+    ///
+    /// `size` must be a power of two no smaller than [`PAGE_SIZE`] (checked by the builder).
+    pub fn new(size: usize) -> io::Result<Stack> {
+        debug_assert!(size.is_power_of_two() && size >= PAGE_SIZE);
+        let len = size
+            .checked_add(GUARD_SIZE)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "stack size overflows"))?;
+        // MAP_STACK documents the intent (and keeps transparent huge pages off small stacks on
+        // recent kernels); MAP_NORESERVE keeps the guard from being charged against overcommit.
+        let mut map = MmapOptions::new()
+            .len(len)
+            .stack()
+            .no_reserve_swap()
+            .map_anon()?;
+        // SAFETY: the first GUARD_SIZE bytes lie inside the mapping we own; nothing refers to
+        // them yet, so revoking access cannot invalidate a live reference.
+        let rc = unsafe { libc::mprotect(map.as_mut_ptr().cast(), GUARD_SIZE, libc::PROT_NONE) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        stats::stack_mapped(size);
+        Ok(Stack { map, size })
+    }
+
+    /// Usable bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// One past the highest usable byte; 16-byte aligned.
+    pub fn top(&self) -> usize {
+        self.map.as_ptr() as usize + self.map.len()
+    }
+
+    /// Lowest usable byte.
+    pub fn bottom(&self) -> usize {
+        self.top() - self.size
+    }
+
+    /// Lowest byte of the guard region.
+    pub fn guard_start(&self) -> usize {
+        self.map.as_ptr() as usize
+    }
+
+    /// Whether `addr` lies in the usable part of the stack.
+    pub fn contains(&self, addr: usize) -> bool {
+        (self.bottom()..self.top()).contains(&addr)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        stats::stack_unmapped(self.size);
+    }
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("bottom", &format_args!("{:#x}", self.bottom()))
+            .field("top", &format_args!("{:#x}", self.top()))
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_consistent() {
+        let s = Stack::new(16 * 1024).unwrap();
+        assert_eq!(s.size(), 16 * 1024);
+        assert_eq!(s.top() % 16, 0);
+        assert_eq!(s.top() - s.bottom(), 16 * 1024);
+        assert_eq!(s.bottom() - s.guard_start(), GUARD_SIZE);
+        assert!(s.contains(s.bottom()) && s.contains(s.top() - 1));
+        assert!(!s.contains(s.top()) && !s.contains(s.bottom() - 1));
+        // The usable part is writable end to end.
+        for addr in (s.bottom()..s.top()).step_by(PAGE_SIZE) {
+            // SAFETY: addr is inside the usable, read/write part of a stack we own.
+            unsafe { (addr as *mut u64).write_volatile(0xdead_beef) };
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! A bounded cache of stacks, one free list per power-of-two size class.
+//!
+//! Each worker owns one pool and touches it only from its own thread, so it needs no lock.
+//! Pooled stacks keep their pages resident: a warm spawn takes a stack whose pages are already
+//! mapped and faulted in, so it costs no `mmap`, no `mprotect` and no page fault.
+
+use std::io;
+
+use super::{PAGE_SIZE, Stack};
+use crate::stats;
+
+/// Size classes go from one page (class 0) up to 2^47 bytes.
+const CLASSES: usize = 36;
+
+pub(crate) struct StackPool {
+    free: [Vec<Stack>; CLASSES],
+    pooled_bytes: usize,
+    limit_bytes: usize,
+}
+
+impl StackPool {
+    /// A pool that keeps at most `limit_bytes` of usable stack memory.
+    pub(crate) fn new(limit_bytes: usize) -> StackPool {
+        StackPool {
+            free: std::array::from_fn(|_| Vec::new()),
+            pooled_bytes: 0,
+            limit_bytes,
+        }
+    }
+
+    fn class(size: usize) -> usize {
+        (size / PAGE_SIZE).trailing_zeros() as usize
+    }
+
+    /// A stack of exactly `size` usable bytes, from the pool when one is there.
+    pub(crate) fn get(&mut self, size: usize) -> io::Result<Stack> {
+        match self.free[Self::class(size)].pop() {
+            Some(stack) => {
+                self.pooled_bytes -= size;
+                stats::stack_unpooled(size);
+                Ok(stack)
+            }
+            None => Stack::new(size),
+        }
+    }
+
+    /// Gives a stack back; it is unmapped instead when the pool is full.
+    pub(crate) fn put(&mut self, stack: Stack) {
+        let size = stack.size();
+        if self.pooled_bytes + size > self.limit_bytes {
+            return; // dropping unmaps it
+        }
+        self.pooled_bytes += size;
+        stats::stack_pooled(size);
+        self.free[Self::class(size)].push(stack);
+    }
+}
+
+impl Drop for StackPool {
+    fn drop(&mut self) {
+        stats::stack_unpooled(self.pooled_bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_same_class_and_respects_limit() {
+        let mut pool = StackPool::new(3 * PAGE_SIZE);
+        let a = pool.get(PAGE_SIZE).unwrap();
+        let a_top = a.top();
+        pool.put(a);
+        let b = pool.get(PAGE_SIZE).unwrap();
+        assert_eq!(b.top(), a_top, "a pooled stack of the same class is reused");
+        let c = pool.get(2 * PAGE_SIZE).unwrap();
+        let d = pool.get(2 * PAGE_SIZE).unwrap();
+        pool.put(b);
+        pool.put(c);
+        assert_eq!(pool.pooled_bytes, 3 * PAGE_SIZE);
+        pool.put(d); // over the limit: unmapped
+        assert_eq!(pool.pooled_bytes, 3 * PAGE_SIZE);
+        assert_eq!(pool.free[1].len(), 1);
+    }
+}
