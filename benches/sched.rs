@@ -1,1 +1,97 @@
-fn main() {}
+//! Scheduler costs, measured from inside a coroutine so that only pagurus is on the clock.
+//!
+//! - `yield_now`: one coroutine yields to its worker and is picked again (the scheduler loop's
+//!   round trip), and two coroutines on one worker yielding to each other.
+//! - `spawn_join`: spawn a coroutine and join it, with warm stack pools, on one worker and on
+//!   two (where the child may be stolen by the other worker).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use pagurus::Runtime;
+
+fn runtime(workers: usize) -> Runtime {
+    Runtime::builder()
+        .workers(workers)
+        .build()
+        .expect("start a runtime")
+}
+
+/// Runs `body(iters)` inside a spawned coroutine and returns the time it measured.
+fn in_coroutine(rt: &Runtime, iters: u64, body: fn(u64) -> Duration) -> Duration {
+    rt.block_on(|| {
+        pagurus::spawn(move || body(iters))
+            .join()
+            .expect("bench body panicked")
+    })
+}
+
+fn yield_now(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sched");
+    let rt = runtime(1);
+    group.bench_function("yield_now", |b| {
+        b.iter_custom(|iters| {
+            in_coroutine(&rt, iters, |iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    pagurus::yield_now();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("yield_now_two_coroutines", |b| {
+        b.iter_custom(|iters| {
+            in_coroutine(&rt, iters, |iters| {
+                let stop = Arc::new(AtomicBool::new(false));
+                let partner = {
+                    let stop = stop.clone();
+                    pagurus::spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            pagurus::yield_now();
+                        }
+                    })
+                };
+                pagurus::yield_now(); // let the partner start
+                let start = Instant::now();
+                for _ in 0..iters {
+                    pagurus::yield_now();
+                }
+                // Each of our yields ran one partner yield too: report per switch pair.
+                let elapsed = start.elapsed();
+                stop.store(true, Ordering::Relaxed);
+                partner.join().unwrap();
+                elapsed
+            })
+        })
+    });
+    group.finish();
+}
+
+fn spawn_join(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sched");
+    for workers in [1, 2] {
+        let rt = runtime(workers);
+        group.bench_function(format!("spawn_join_{workers}_workers"), |b| {
+            b.iter_custom(|iters| {
+                in_coroutine(&rt, iters, |iters| {
+                    // Warm the pool so that the timed loop maps nothing.
+                    pagurus::spawn(|| ()).join().unwrap();
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        let h = pagurus::spawn(move || black_box(i));
+                        black_box(h.join().unwrap());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, yield_now, spawn_join);
+criterion_main!(benches);

@@ -1,16 +1,20 @@
-//! Process-wide counters behind [`stats()`].
+//! Counters behind [`stats()`].
 //!
-//! They are plain relaxed atomics: each is exact on its own, but a snapshot taken while
-//! coroutines run may mix moments (e.g. `live` read just before a `spawned` increment).
+//! Counters that change on every spawn (coroutines created and finished, pooled stack bytes) are
+//! kept per worker and per pool, written only by their owning thread with plain loads and stores
+//! (no locked instructions on the hot path), and summed when [`stats()`] is read. Rare events
+//! (mapping and unmapping a stack) go straight to global atomics. A snapshot taken while
+//! coroutines run may mix moments (e.g. `live` read just before a `spawned` increment); once the
+//! runtime is quiet, it is exact.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-
-use crossbeam_utils::CachePadded;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A snapshot of the runtime's counters, summed over every [`Runtime`](crate::Runtime) in the
 /// process.
 ///
 /// ```
+/// # use pagurus_runtime as pagurus;
 /// let before = pagurus::stats();
 /// pagurus::run(|| pagurus::spawn(|| 1).join().unwrap());
 /// let after = pagurus::stats();
@@ -32,57 +36,102 @@ pub struct Stats {
     pub stack_maps: u64,
 }
 
-struct Counters {
-    spawned: CachePadded<AtomicU64>,
-    finished: CachePadded<AtomicU64>,
-    reserved: AtomicUsize,
+/// Counters of one owner (a worker, a `block_on` call, a stack pool). Only the owner's thread
+/// writes them.
+#[derive(Default)]
+struct Cell {
+    spawned: AtomicU64,
+    finished: AtomicU64,
     pooled: AtomicUsize,
-    maps: AtomicU64,
 }
 
-static COUNTERS: Counters = Counters {
-    spawned: CachePadded::new(AtomicU64::new(0)),
-    finished: CachePadded::new(AtomicU64::new(0)),
-    reserved: AtomicUsize::new(0),
+/// Totals of owners that are gone, and the counters of rare events.
+static RETIRED: Cell = Cell {
+    spawned: AtomicU64::new(0),
+    finished: AtomicU64::new(0),
     pooled: AtomicUsize::new(0),
-    maps: AtomicU64::new(0),
 };
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
+static MAPS: AtomicU64 = AtomicU64::new(0);
+static IDS: AtomicU64 = AtomicU64::new(0);
+static LIVE_CELLS: Mutex<Vec<Arc<Cell>>> = Mutex::new(Vec::new());
+
+fn cells() -> MutexGuard<'static, Vec<Arc<Cell>>> {
+    // A panic while holding the lock leaves the list consistent (pushes and removes are whole).
+    LIVE_CELLS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Reads the process-wide counters.
 pub fn stats() -> Stats {
-    let finished = COUNTERS.finished.load(Relaxed);
-    let spawned = COUNTERS.spawned.load(Relaxed);
+    let cells = cells();
+    let sum = |f: fn(&Cell) -> u64| f(&RETIRED) + cells.iter().map(|c| f(c)).sum::<u64>();
+    let spawned = sum(|c| c.spawned.load(Relaxed));
+    let finished = sum(|c| c.finished.load(Relaxed));
     Stats {
         spawned,
         live: spawned.saturating_sub(finished),
-        stack_bytes_reserved: COUNTERS.reserved.load(Relaxed),
-        stack_bytes_pooled: COUNTERS.pooled.load(Relaxed),
-        stack_maps: COUNTERS.maps.load(Relaxed),
+        stack_bytes_reserved: RESERVED.load(Relaxed),
+        stack_bytes_pooled: sum(|c| c.pooled.load(Relaxed) as u64) as usize,
+        stack_maps: MAPS.load(Relaxed),
     }
 }
 
-/// Counts a new coroutine and returns its id (1, 2, ... in the process).
-pub(crate) fn coroutine_created() -> u64 {
-    COUNTERS.spawned.fetch_add(1, Relaxed) + 1
+/// The counters of one owner; folded into the process totals when dropped.
+pub(crate) struct Local(Arc<Cell>);
+
+impl Local {
+    pub(crate) fn new() -> Local {
+        let cell = Arc::new(Cell::default());
+        cells().push(cell.clone());
+        Local(cell)
+    }
+
+    pub(crate) fn coroutine_created(&self) {
+        bump(&self.0.spawned, 1);
+    }
+
+    pub(crate) fn coroutine_finished(&self) {
+        bump(&self.0.finished, 1);
+    }
+
+    pub(crate) fn pooled(&self, bytes: usize) {
+        self.0.pooled.store(bytes, Relaxed);
+    }
 }
 
-pub(crate) fn coroutine_finished() {
-    COUNTERS.finished.fetch_add(1, Relaxed);
+impl Drop for Local {
+    fn drop(&mut self) {
+        let mut cells = cells();
+        RETIRED
+            .spawned
+            .fetch_add(self.0.spawned.load(Relaxed), Relaxed);
+        RETIRED
+            .finished
+            .fetch_add(self.0.finished.load(Relaxed), Relaxed);
+        cells.retain(|c| !Arc::ptr_eq(c, &self.0));
+    }
+}
+
+/// Adds to a counter only its owner writes: a plain load and store, no locked instruction.
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed) + n, Relaxed);
+}
+
+/// Reserves `n` coroutine ids and returns the first (ids start at 1).
+pub(crate) fn reserve_ids(n: u64) -> u64 {
+    IDS.fetch_add(n, Relaxed) + 1
+}
+
+/// A coroutine finished on a thread that owns no counters (a runtime drop abandoning tasks).
+pub(crate) fn coroutine_finished_elsewhere() {
+    RETIRED.finished.fetch_add(1, Relaxed);
 }
 
 pub(crate) fn stack_mapped(size: usize) {
-    COUNTERS.maps.fetch_add(1, Relaxed);
-    COUNTERS.reserved.fetch_add(size, Relaxed);
+    MAPS.fetch_add(1, Relaxed);
+    RESERVED.fetch_add(size, Relaxed);
 }
 
 pub(crate) fn stack_unmapped(size: usize) {
-    COUNTERS.reserved.fetch_sub(size, Relaxed);
-}
-
-pub(crate) fn stack_pooled(size: usize) {
-    COUNTERS.pooled.fetch_add(size, Relaxed);
-}
-
-pub(crate) fn stack_unpooled(size: usize) {
-    COUNTERS.pooled.fetch_sub(size, Relaxed);
+    RESERVED.fetch_sub(size, Relaxed);
 }

@@ -1,51 +1,68 @@
 //! x86_64 System V (Linux) context switch.
 //!
-//! # What a switch saves
+//! # Two halves, one picture
 //!
-//! A switch is an ordinary function call as far as the compiler is concerned, so only the
-//! registers the SysV ABI makes callee-saved must survive it: `rbx`, `rbp`, `r12`-`r15` and
-//! `rsp`. They are pushed onto the stack of the side that suspends, and that side's stack pointer
-//! is stored in one place (the `save` slot). Nothing else about a suspended side exists anywhere:
-//! its registers live on its own stack, below its saved stack pointer. The growth engine relies on
-//! this: moving a suspended stack only needs that one slot adjusted.
+//! A switch goes one of two ways, and each way has its own naked function:
 //!
-//! The x87 control word and the MXCSR control bits are also callee-saved in the ABI, but Rust
-//! code never changes them, and saving them costs more than the rest of the switch together
-//! (`ldmxcsr` is slow). A coroutine that changes the rounding mode must restore it before it
-//! suspends; design.md says so.
+//! - [`resume`] / `resume_switch`: a resumer (scheduler loop, raw-coroutine owner) enters a
+//!   coroutine. The call site is inline asm that `call`s `resume_switch`.
+//! - [`suspend`] / `suspend_switch`: a coroutine leaves for its resumer. The call site is inline
+//!   asm that pushes its own resume address and *jumps* into `suspend_switch`.
+//!
+//! Only what the SysV ABI makes callee-saved must survive a switch: `rbx`, `rbp`, `r12`-`r15`
+//! and `rsp`. The naked halves save `rbx` and `rbp` (which inline asm may not name as clobbered:
+//! LLVM reserves them) on the stack of the side that leaves, store that stack pointer in one slot
+//! (`save`), load the other side's stack pointer and restore its two registers. The inline asm
+//! at each call site declares `r12`-`r15` and every caller-saved register clobbered, so the
+//! compiler saves only those that are live across the switch, in the caller's own frame, and
+//! can keep those saves out of loops. The x87 control word and MXCSR control bits are
+//! callee-saved too, but Rust code never changes them and reloading MXCSR costs more than the
+//! rest of the switch, so they are not saved; a coroutine that changes the rounding mode must
+//! restore it before it suspends (design.md says so).
+//!
+//! Nothing else about a suspended side exists anywhere: its registers live on its own stack,
+//! below its saved stack pointer. The growth engine relies on this: moving a suspended stack only
+//! needs that one slot adjusted.
+//!
+//! # Why the halves differ: the return stack buffer
+//!
+//! The CPU predicts every `ret` from a small stack of addresses pushed by `call`. A switch that
+//! `call`s a function and then `ret`s into the *other* side mispredicts on every switch (we
+//! measured 40 ns per resume+suspend round trip with a symmetric call/ret switch on our
+//! machines). So the pair is made to look like one call and its return: the resumer's `call
+//! resume_switch` pushes a prediction, `resume_switch` enters the coroutine with an indirect
+//! `jmp` (predicted by the branch target buffer, not the return stack), and the coroutine's
+//! suspend pushes its resume address by hand and `jmp`s, so the `ret` at the end of
+//! `suspend_switch` consumes exactly the prediction the resumer's `call` made. For the same
+//! reason [`suspend`] is always inlined, and the functions that wrap it are `#[inline]`: each
+//! function boundary between the switch and the coroutine's own loop costs a mispredicted return.
 //!
 //! # The stack of a suspended side
 //!
 //! ```text
 //!   higher addresses
-//!   |  ...caller frames...         |
-//!   |  return address into caller  |  <- pushed by `call switch`
+//!   |  ...frames...                |
+//!   |  (live r12-r15, spilled by   |
+//!   |   the compiler at the call)  |
+//!   |  resume address              |  <- pushed by `call resume_switch`, or by hand in `suspend`
 //!   |  rbp                         |
-//!   |  rbx                         |
-//!   |  r12                         |
-//!   |  r13                         |
-//!   |  r14                         |
-//!   |  r15                         |  <- saved stack pointer
+//!   |  rbx                         |  <- saved stack pointer
 //!   lower addresses
 //! ```
 //!
 //! # A fresh stack
 //!
-//! [`init_stack`] writes the same picture by hand, with the trampoline as the "return address"
-//! and the entry function and its argument in the `r13` and `r12` slots. The first switch into
-//! the stack pops them and returns into [`trampoline`], which calls the entry function with the
-//! stack pointer 16-byte aligned, as a call site must have it.
+//! [`init_stack`] writes the same picture by hand, with the trampoline as the resume address and
+//! the entry function and its argument in the `rbp` and `rbx` slots. The first switch into the
+//! stack pops them and jumps to [`trampoline`], which clears `rbp` (so frame-pointer walkers stop
+//! there) and enters the entry function with the stack aligned as after a call.
 //!
 //! ```text
 //!   top (16-aligned)  ->  |  0 (padding)          |  top - 8
-//!                         |  0 (padding)          |  top - 16   <- rsp after `ret`
+//!                         |  0 (padding)          |  top - 16   <- rsp in the trampoline
 //!                         |  trampoline           |  top - 24
-//!                         |  rbp = 0              |  top - 32
-//!                         |  rbx = 0              |  top - 40
-//!                         |  r12 = data           |  top - 48
-//!                         |  r13 = entry          |  top - 56
-//!                         |  r14 = 0              |  top - 64
-//!                         |  r15 = 0              |  top - 72   <- initial saved sp
+//!                         |  rbp = entry          |  top - 32
+//!                         |  rbx = data           |  top - 40   <- initial saved sp
 //! ```
 
 use core::arch::{asm, naked_asm};
@@ -56,44 +73,116 @@ use core::arch::{asm, naked_asm};
 pub(crate) type EntryFn = unsafe extern "sysv64" fn(data: *mut u8, arg: usize) -> !;
 
 /// Bytes [`init_stack`] uses at the top of a fresh stack.
-pub(crate) const INIT_FRAME_BYTES: usize = 72;
+pub(crate) const INIT_FRAME_BYTES: usize = 40;
 
-/// Switches from the running side to the side whose stack pointer is `to`.
+/// Enters the coroutine whose saved stack pointer is `to`, storing the resumer's in `*save`.
 ///
-/// Saves the callee-saved registers on the current stack, stores the resulting stack pointer in
-/// `*save`, then restores the other side's registers from `to` and returns there. The other side
-/// sees `arg` as the return value of its own `switch` call (or as the trampoline's `rax` on a
-/// fresh stack). When something later switches back to `*save`, this call returns the value that
-/// switch passed.
+/// Returns the word the coroutine passes to [`suspend`] when it switches back. The coroutine sees
+/// `arg` as the return value of its own [`suspend`] (or in `rax` in the trampoline, on a fresh
+/// stack).
 ///
 /// # Safety
 ///
-/// `to` must be a stack pointer saved by `switch` (or built by [`init_stack`]) whose stack is
-/// still mapped and not running anywhere, and `save` must be valid for a write. Whoever switches
-/// back must do so on this thread, while this stack is still mapped.
+/// `to` must be a stack pointer saved by [`suspend`] (or built by [`init_stack`]) whose stack is
+/// still mapped and not running anywhere, and `save` must be valid for a write. The coroutine must
+/// switch back with [`suspend`] on this thread, passing this `*save`.
+#[inline(always)]
+pub(crate) unsafe fn resume(save: *mut *mut u8, to: *mut u8, arg: usize) -> usize {
+    let ret: usize;
+    // SAFETY: per the contract, `to` is a suspended coroutine of this thread. `resume_switch`
+    // saves rbx and rbp; everything else a call may clobber, plus r12-r15, is declared clobbered,
+    // so the compiler keeps no value in a register the coroutine may change. The stack pointer is
+    // aligned for a call (no `nostack`), and the `call` is balanced by the coroutine's eventual
+    // `ret` in `suspend_switch`.
+    unsafe {
+        asm!(
+            "call {switch}",
+            switch = sym resume_switch,
+            in("rdi") save,
+            in("rsi") to,
+            in("rdx") arg,
+            lateout("rax") ret,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("sysv64"),
+        )
+    };
+    ret
+}
+
+/// The naked half of [`resume`]: arguments in `rdi` (save), `rsi` (to), `rdx` (arg).
 #[unsafe(naked)]
-pub(crate) unsafe extern "sysv64" fn switch(save: *mut *mut u8, to: *mut u8, arg: usize) -> usize {
+unsafe extern "sysv64" fn resume_switch() {
     naked_asm!(
-        // The call pushed our return address; push the callee-saved registers under it.
+        // The `call` pushed the resumer's return address; save its rbp and rbx under it.
         "push rbp",
         "push rbx",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
-        // This side is now fully described by its stack pointer.
+        // The resumer is now fully described by its stack pointer.
         "mov [rdi], rsp",
-        // Become the other side.
+        // Become the coroutine.
         "mov rsp, rsi",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        // Its resume address: label 2 in `suspend`, or the trampoline. Jump, don't `ret`: the
+        // return stack buffer still holds the resumer's return address, which is where the
+        // coroutine's next `suspend_switch` will `ret` to.
+        "pop rcx",
+        "mov rax, rdx",
+        "jmp rcx",
+    )
+}
+
+/// The naked half of [`suspend`]: entered by `jmp` with the resume address already pushed;
+/// arguments in `rdi` (save), `rsi` (to), `rdx` (arg).
+#[unsafe(naked)]
+unsafe extern "sysv64" fn suspend_switch() {
+    naked_asm!(
+        "push rbp",
+        "push rbx",
+        "mov [rdi], rsp",
+        "mov rsp, rsi",
         "pop rbx",
         "pop rbp",
         "mov rax, rdx",
+        // Back to just after the resumer's `call resume_switch`: the prediction it pushed.
         "ret",
     )
+}
+
+/// Leaves the running coroutine for its resumer, whose saved stack pointer is `to`, storing the
+/// coroutine's own in `*save`. Returns the `arg` of the [`resume`] that enters it again.
+///
+/// # Safety
+///
+/// Must run on a coroutine stack entered by [`resume`] on this thread, with `to` the pointer that
+/// call stored; `save` must be valid for a write.
+#[inline(always)]
+pub(crate) unsafe fn suspend(save: *mut *mut u8, to: *mut u8, arg: usize) -> usize {
+    let ret: usize;
+    // SAFETY: per the contract, `to` is a suspended resumer of this thread waiting in
+    // `resume`. Clobbers as in `resume`. The block pushes one word (the resume address), which
+    // `resume_switch` pops before jumping back to label 2, so the stack is balanced.
+    unsafe {
+        asm!(
+            "lea rax, [rip + 2f]",
+            "push rax",
+            "jmp {switch}",
+            "2:",
+            switch = sym suspend_switch,
+            in("rdi") save,
+            in("rsi") to,
+            in("rdx") arg,
+            lateout("rax") ret,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("sysv64"),
+        )
+    };
+    ret
 }
 
 /// First code run on a fresh stack (see the module docs for the frame it starts in).
@@ -106,18 +195,27 @@ unsafe extern "sysv64" fn trampoline() -> ! {
     naked_asm!(
         ".cfi_startproc",
         ".cfi_undefined rip",
-        // rax holds the value the first switch passed.
-        "mov rdi, r12",
+        // rax holds the value the first switch passed; rbx and rbp were loaded from the slots
+        // init_stack filled.
         "mov rsi, rax",
-        "call r13",
+        "mov rdi, rbx",
+        "mov rcx, rbp",
+        "xor ebp, ebp",
+        // A call without `call`: push a return address inside this function (so unwinders find
+        // this frame's CFI) but leave the return stack buffer alone, so the entry function's
+        // final `suspend` still returns where the resumer's prediction says.
+        "lea rax, [rip + 2f]",
+        "push rax",
+        "jmp rcx",
         // The entry function never returns.
+        "2:",
         "ud2",
         ".cfi_endproc",
     )
 }
 
 /// Writes the initial frame of a coroutine whose stack ends at `top` and returns the stack
-/// pointer to pass to the first [`switch`].
+/// pointer to pass to the first [`resume`].
 ///
 /// # Safety
 ///
@@ -125,20 +223,16 @@ unsafe extern "sysv64" fn trampoline() -> ! {
 /// uphold the [`EntryFn`] contract for `data`.
 pub(crate) unsafe fn init_stack(top: *mut u8, entry: EntryFn, data: *mut u8) -> *mut u8 {
     debug_assert_eq!(top as usize % 16, 0, "stack top must be 16-byte aligned");
-    let words: [usize; 9] = [
-        0,                                // r15
-        0,                                // r14
-        entry as usize,                   // r13
-        data as usize,                    // r12
-        0,                                // rbx
-        0,                                // rbp
-        trampoline as *const () as usize, // return address of the first switch
+    let words: [usize; 5] = [
+        data as usize,                    // rbx
+        entry as usize,                   // rbp
+        trampoline as *const () as usize, // resume address of the first switch
         0,                                // padding, keeps the entry call aligned
         0,                                // padding
     ];
     let sp = top.wrapping_sub(INIT_FRAME_BYTES);
     // SAFETY: the caller guarantees INIT_FRAME_BYTES below `top` are writable; `sp` is 8-aligned
-    // because `top` is 16-aligned and 72 is a multiple of 8.
+    // because `top` is 16-aligned and 40 is a multiple of 8.
     unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), sp.cast::<usize>(), words.len()) };
     sp
 }

@@ -63,6 +63,7 @@ impl Suspend {
 /// unfinished. `JoinHandle::join` returns it as the error.
 ///
 /// ```
+/// # use pagurus_runtime as pagurus;
 /// let rt = pagurus::Runtime::builder().workers(1).build().unwrap();
 /// let handle = rt.block_on(|| pagurus::spawn(|| loop { pagurus::yield_now() }));
 /// drop(rt);
@@ -150,11 +151,12 @@ impl Context {
     ///
     /// The context must have a stack, be suspended (started and not done), not be running on any
     /// thread, and have last run on this thread (if it ran before).
+    #[inline]
     pub(crate) unsafe fn resume(&self, arg: usize) -> Suspend {
         let prev = CURRENT.with(|c| c.replace(self));
         // SAFETY: the caller guarantees `saved_sp` describes a suspended stack of this thread;
         // `parent_sp` is ours to write.
-        let word = unsafe { arch::switch(self.parent_sp.as_ptr(), self.saved_sp.get(), arg) };
+        let word = unsafe { arch::resume(self.parent_sp.as_ptr(), self.saved_sp.get(), arg) };
         CURRENT.with(|c| c.set(prev));
         Suspend::from_word(word)
     }
@@ -184,7 +186,7 @@ unsafe extern "sysv64" fn entry(data: *mut u8, arg: usize) -> ! {
     // SAFETY: we run on ctx's stack, so it is the current context; its resumer is suspended at
     // parent_sp and waits for exactly this switch. Nobody switches back after `Done`.
     unsafe {
-        arch::switch(
+        arch::suspend(
             ctx.saved_sp.as_ptr(),
             ctx.parent_sp.get(),
             Suspend::Done as usize,
@@ -194,7 +196,8 @@ unsafe extern "sysv64" fn entry(data: *mut u8, arg: usize) -> ! {
     std::process::abort()
 }
 
-/// Whether the calling code runs on a coroutine stack (of any kind).
+/// The innermost context running on this thread; null on a plain thread stack.
+#[inline]
 pub(crate) fn current_context() -> *const Context {
     CURRENT.with(|c| c.get())
 }
@@ -206,11 +209,12 @@ pub(crate) fn current_context() -> *const Context {
 ///
 /// Must be called on the stack of `ctx`, which must be the current context, and `reason` must
 /// not be `Done` (only `entry` may finish a coroutine).
+#[inline]
 pub(crate) unsafe fn suspend(ctx: &Context, reason: Suspend) -> usize {
     debug_assert!(ptr::eq(current_context(), ctx));
     debug_assert!(reason != Suspend::Done);
     // SAFETY: per the contract, we are ctx's coroutine and its resumer waits at parent_sp.
-    unsafe { arch::switch(ctx.saved_sp.as_ptr(), ctx.parent_sp.get(), reason as usize) }
+    unsafe { arch::suspend(ctx.saved_sp.as_ptr(), ctx.parent_sp.get(), reason as usize) }
 }
 
 /// `(size, used, growths)` of the current coroutine's stack; `None` on a plain thread stack.

@@ -42,7 +42,6 @@ use worker::{Msg, WorkerCore, WorkerHandle};
 
 use crate::coroutine::{CANCEL, Cancelled, Context, Suspend, current_context, suspend};
 use crate::stack::{PAGE_SIZE, StackPool};
-use crate::stats;
 
 /// Settings fixed when a runtime is built.
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +73,7 @@ pub(crate) struct Shared {
 /// Configures and builds a [`Runtime`].
 ///
 /// ```
+/// # use pagurus_runtime as pagurus;
 /// let rt = pagurus::Runtime::builder()
 ///     .workers(2)
 ///     .initial_stack_size(16 * 1024)
@@ -214,6 +214,7 @@ pub(crate) fn validate_stack_size(param: &str, bytes: usize) -> io::Result<()> {
 /// A pool of worker threads running coroutines.
 ///
 /// ```
+/// # use pagurus_runtime as pagurus;
 /// let rt = pagurus::Runtime::new().unwrap();
 /// let mut total = 0; // borrowed by the main coroutine: block_on needs neither Send nor 'static
 /// rt.block_on(|| {
@@ -273,7 +274,7 @@ impl Runtime {
             output: None,
         };
         let main = MainTask {
-            header: Header::new(stats::coroutine_created(), run_main::<F, T>),
+            header: Header::new(core.new_coroutine_id(), run_main::<F, T>),
             slot: (&raw mut slot).cast(),
         };
         core.run_main(Arc::new(main));
@@ -334,6 +335,7 @@ struct MainSlot<F, T> {
 }
 
 /// The task of a main coroutine.
+#[repr(C)]
 struct MainTask {
     header: Header,
     /// The `MainSlot<F, T>` in `block_on`'s frame.
@@ -347,11 +349,8 @@ unsafe impl Send for MainTask {}
 // SAFETY: as above.
 unsafe impl Sync for MainTask {}
 
-impl Task for MainTask {
-    fn header(&self) -> &Header {
-        &self.header
-    }
-
+// SAFETY: MainTask is repr(C) with the header first.
+unsafe impl Task for MainTask {
     /// Never called: a main coroutine runs on its `block_on` thread, never on a worker that
     /// shuts down, and `block_on` waits for it to finish.
     fn abandon(&self) {}
@@ -374,6 +373,7 @@ unsafe fn run_main<F: FnOnce() -> T, T>(data: *const ()) {
 /// Runs `f` as the main coroutine of a runtime with the default settings, then shuts it down.
 ///
 /// ```
+/// # use pagurus_runtime as pagurus;
 /// let answer = pagurus::run(|| pagurus::spawn(|| 42).join().unwrap());
 /// assert_eq!(answer, 42);
 /// ```
@@ -395,6 +395,7 @@ where
 /// The coroutine may start on any worker; once started it stays there.
 ///
 /// ```
+/// # use pagurus_runtime as pagurus;
 /// pagurus::run(|| {
 ///     let h = pagurus::spawn(|| "hello from a coroutine".len());
 ///     assert_eq!(h.join().unwrap(), 22);
@@ -416,7 +417,7 @@ where
              call it from inside Runtime::block_on or pagurus::run"
         )
     };
-    let task = Arc::new(TaskCell::new(stats::coroutine_created(), f));
+    let task = Arc::new(TaskCell::new(core.new_coroutine_id(), f));
     core.spawn(task.clone());
     JoinHandle::new(task)
 }
@@ -425,6 +426,7 @@ where
 /// OS thread.
 ///
 /// ```
+/// # use pagurus_runtime as pagurus;
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::sync::Arc;
 ///
@@ -438,6 +440,7 @@ where
 ///     h.join().unwrap();
 /// });
 /// ```
+#[inline] // keeps the switch in the caller's frame; see arch::x86_64 on return prediction
 pub fn yield_now() {
     if WorkerCore::current().is_none() {
         thread::yield_now();
@@ -448,12 +451,14 @@ pub fn yield_now() {
 
 /// Parks the calling coroutine until something wakes it (spurious returns are possible: callers
 /// re-check their condition).
+#[inline]
 pub(crate) fn park() {
     suspend_scheduled("park", Suspend::Park);
 }
 
 /// Switches from the running scheduled coroutine to its worker, raising [`Cancelled`] when the
 /// worker resumes it only to shut it down.
+#[inline]
 fn suspend_scheduled(what: &str, reason: Suspend) {
     let ctx = scheduled_context(what);
     // SAFETY: `scheduled_context` checked that we run on the stack of the worker's current
@@ -465,6 +470,7 @@ fn suspend_scheduled(what: &str, reason: Suspend) {
 }
 
 /// The context of the scheduled coroutine the caller runs on.
+#[inline]
 fn scheduled_context(what: &str) -> *const Context {
     let ctx = WorkerCore::current().map_or(ptr::null(), WorkerCore::current_ctx);
     assert!(

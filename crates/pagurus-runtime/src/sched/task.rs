@@ -36,8 +36,13 @@ use crate::coroutine::{Body, Cancelled, Context};
 pub(crate) type TaskRef = Arc<dyn Task>;
 
 /// The type-erased face of every task, as queues and wakers see it.
-pub(crate) trait Task: Send + Sync + 'static {
-    fn header(&self) -> &Header;
+///
+/// # Safety
+///
+/// Implementors are `#[repr(C)]` with a [`Header`] as their first field, so a pointer to the
+/// task is a pointer to its header (see [`<dyn Task>::header`]): the scheduler reaches the header
+/// of any task without a virtual call.
+pub(crate) unsafe trait Task: Send + Sync + 'static {
     /// Completes the task with [`Cancelled`] without running any more of it, dropping its
     /// closure if it never started. (A started task's stack is then freed by the caller without
     /// unwinding: whatever lives on it is leaked.)
@@ -49,6 +54,15 @@ pub(crate) const ACTIVE: usize = 0;
 pub(crate) const PARKED: usize = 1;
 pub(crate) const DONE: usize = 2;
 pub(crate) const NOTIFIED: usize = 0b100;
+
+impl dyn Task {
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: every Task implementor starts with its Header (the trait's contract), and the
+        // reference lives as long as `self`.
+        unsafe { &*(self as *const dyn Task as *const Header) }
+    }
+}
 
 const COMPLETE: usize = 0b01;
 const WAITER: usize = 0b10;
@@ -76,7 +90,8 @@ pub(crate) struct Header {
     waiter: UnsafeCell<Option<Waiter>>,
     /// Home-thread only: the coroutine itself.
     pub(crate) ctx: Context,
-    /// Written once by the worker that starts the task, before the task can park.
+    /// The worker the task is pinned to, recorded by that worker when the task first parks
+    /// (only parked tasks are ever queued by others), and read by wakers after they see `PARKED`.
     home: UnsafeCell<Option<Arc<WorkerHandle>>>,
     /// Home-thread only: key in the home worker's table of started tasks.
     pub(crate) slot: Cell<usize>,
@@ -95,15 +110,19 @@ impl Header {
         }
     }
 
-    /// Records the worker that starts the task; it will be resumed there only.
+    /// Records the worker the task is pinned to, unless already recorded.
     ///
     /// # Safety
     ///
-    /// Called once, by that worker, before the task first runs.
-    pub(crate) unsafe fn set_home(&self, home: Arc<WorkerHandle>) {
-        // SAFETY: per the contract nobody else reads or writes `home` yet; wakers read it only
-        // after seeing PARKED, which the worker stores (Release) after this write.
-        unsafe { *self.home.get() = Some(home) };
+    /// Called by that worker, while the task is not `PARKED`.
+    #[inline]
+    pub(crate) unsafe fn set_home(&self, home: &Arc<WorkerHandle>) {
+        // SAFETY: wakers read `home` only after seeing PARKED (Acquire), which the worker stores
+        // (Release) after this write; before that, only this worker touches it.
+        let slot = unsafe { &mut *self.home.get() };
+        if slot.is_none() {
+            *slot = Some(home.clone());
+        }
     }
 
     pub(crate) fn is_complete(&self) -> bool {
@@ -177,8 +196,8 @@ pub(crate) fn wake(task: &TaskRef) {
             Err(actual) => cur = actual,
         }
     }
-    // SAFETY: the task was PARKED, so its home worker set `home` before it first ran, and the
-    // Acquire above synchronises with the Release that stored PARKED after that write.
+    // SAFETY: the task was PARKED, so its home worker set `home` before storing PARKED (Release),
+    // which the Acquire above synchronises with.
     let home = unsafe { (*header.home.get()).as_ref() };
     match home {
         Some(home) => schedule_woken(home, task.clone()),
@@ -195,6 +214,7 @@ enum Stage<F, T> {
 }
 
 /// A spawned task: header and closure/output in one allocation.
+#[repr(C)]
 pub(crate) struct TaskCell<F, T> {
     header: Header,
     stage: UnsafeCell<Stage<F, T>>,
@@ -255,15 +275,12 @@ where
     }
 }
 
-impl<F, T> Task for TaskCell<F, T>
+// SAFETY: TaskCell is repr(C) with the header first.
+unsafe impl<F, T> Task for TaskCell<F, T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    fn header(&self) -> &Header {
-        &self.header
-    }
-
     fn abandon(&self) {
         // SAFETY: the caller is the home worker (or, for a task that never started, the scheduler
         // that holds it), and the coroutine will not run again, so nothing else touches `stage`.
@@ -318,6 +335,7 @@ impl<T: Send + 'static> JoinHandle<T> {
     /// coroutine it blocks the OS thread.
     ///
     /// ```
+    /// # use pagurus_runtime as pagurus;
     /// pagurus::run(|| {
     ///     let ok = pagurus::spawn(|| 6 * 7);
     ///     assert_eq!(ok.join().unwrap(), 42);
@@ -326,7 +344,7 @@ impl<T: Send + 'static> JoinHandle<T> {
     /// });
     /// ```
     pub fn join(self) -> thread::Result<T> {
-        let header = self.task.header();
+        let header = self.header();
         header.wait_complete();
         // SAFETY: complete; `join` consumes the only handle, so this is the only take.
         unsafe { self.task.take() }
@@ -334,18 +352,24 @@ impl<T: Send + 'static> JoinHandle<T> {
 
     /// Whether the coroutine has finished (its result is ready for [`JoinHandle::join`]).
     pub fn is_finished(&self) -> bool {
-        self.task.header().is_complete()
+        self.header().is_complete()
     }
 
     /// The coroutine's id, unique in the process.
     pub fn id(&self) -> u64 {
-        self.task.header().id
+        self.header().id
+    }
+}
+
+impl<T: 'static> JoinHandle<T> {
+    fn header(&self) -> &Header {
+        (&*self.task as &dyn Task).header()
     }
 }
 
 impl<T: 'static> std::fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let header = self.task.header();
+        let header = self.header();
         f.debug_struct("JoinHandle")
             .field("id", &header.id)
             .field("finished", &header.is_complete())

@@ -111,7 +111,14 @@ pub(crate) struct WorkerCore {
     current_ctx: Cell<*const Context>,
     tick: Cell<u32>,
     lifo_streak: Cell<u32>,
+    /// Coroutine ids are taken from the process counter in blocks: `next_id..id_end`.
+    next_id: Cell<u64>,
+    id_end: Cell<u64>,
+    stats: stats::Local,
 }
+
+/// How many coroutine ids a core takes from the process counter at once.
+const ID_BLOCK: u64 = 1024;
 
 impl WorkerCore {
     pub(crate) fn new(
@@ -136,10 +143,27 @@ impl WorkerCore {
             current_ctx: Cell::new(std::ptr::null()),
             tick: Cell::new(0),
             lifo_streak: Cell::new(0),
+            next_id: Cell::new(0),
+            id_end: Cell::new(0),
+            stats: stats::Local::new(),
         }
     }
 
+    /// Counts a new coroutine and returns its id, unique in the process.
+    pub(crate) fn new_coroutine_id(&self) -> u64 {
+        if self.next_id.get() == self.id_end.get() {
+            let first = stats::reserve_ids(ID_BLOCK);
+            self.next_id.set(first);
+            self.id_end.set(first + ID_BLOCK);
+        }
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.stats.coroutine_created();
+        id
+    }
+
     /// The core of the calling thread, if it is a worker or inside `block_on`.
+    #[inline]
     pub(crate) fn current() -> Option<&'static WorkerCore> {
         let core = CORE.with(|c| c.get());
         // SAFETY: CORE is set by `enter` to a core that outlives the guard it returns, and cleared
@@ -172,6 +196,7 @@ impl WorkerCore {
         }
     }
 
+    #[inline]
     pub(crate) fn current_ctx(&self) -> *const Context {
         self.current_ctx.get()
     }
@@ -238,6 +263,7 @@ impl WorkerCore {
 
     /// Resumes `task` with `arg` until it yields, parks for real, or finishes, and settles its
     /// state: a parked task is left to its waker, a finished one gives its stack back.
+    #[inline]
     fn run_task(&self, task: TaskRef, arg: usize) -> (TaskRef, Suspend) {
         let header = task.header();
         if header.state.load(Relaxed) & PHASE != ACTIVE {
@@ -256,18 +282,25 @@ impl WorkerCore {
             // SAFETY: the task is started (it has a stack), not running (we hold it off every
             // queue), and pinned to this worker, so its context was last suspended on this thread.
             let reason = unsafe { header.ctx.resume(arg) };
-            if reason != Suspend::Park {
-                break reason;
+            match reason {
+                // Nothing else could run: going through the queues would pick this one again.
+                Suspend::Yield if arg == RESUME && self.only_runnable() => {}
+                Suspend::Park => {
+                    // Park for real unless a wake-up arrived since the coroutine last ran. The
+                    // Release publishes the saved context, and the home, to the waker that will
+                    // queue the task.
+                    // SAFETY: this worker runs the task, which is not PARKED yet.
+                    unsafe { header.set_home(&self.handle) };
+                    let parked = header
+                        .state
+                        .fetch_update(Release, Acquire, |s| (s & NOTIFIED == 0).then_some(PARKED));
+                    if parked.is_ok() {
+                        break reason;
+                    }
+                    header.state.fetch_and(!NOTIFIED, Relaxed);
+                }
+                _ => break reason,
             }
-            // Park for real unless a wake-up arrived since the coroutine last ran. The Release
-            // publishes the saved context to the waker that will queue the task.
-            let parked = header
-                .state
-                .fetch_update(Release, Acquire, |s| (s & NOTIFIED == 0).then_some(PARKED));
-            if parked.is_ok() {
-                break reason;
-            }
-            header.state.fetch_and(!NOTIFIED, Relaxed);
         };
         self.current.set(None);
         self.current_ctx.set(std::ptr::null());
@@ -277,7 +310,8 @@ impl WorkerCore {
         (task, reason)
     }
 
-    /// First run of a task on this worker: pin it here and give it a stack.
+    /// First run of a task on this worker: give it a stack and record it as live.
+    #[inline(never)]
     fn start(&self, task: &TaskRef) {
         let header = task.header();
         let size = self.shared.config.initial_stack_size;
@@ -286,8 +320,6 @@ impl WorkerCore {
             .borrow_mut()
             .get(size)
             .unwrap_or_else(|err| stack_alloc_failed(size, err));
-        // SAFETY: this worker starts the task, once, before it runs.
-        unsafe { header.set_home(self.handle.clone()) };
         let data = Arc::as_ptr(task) as *const ();
         // SAFETY: the context lives inside the task's Arc allocation, which does not move and is
         // kept alive by `live` until the coroutine is done; `data` is the TaskCell its body
@@ -296,6 +328,7 @@ impl WorkerCore {
         header.slot.set(self.live.borrow_mut().insert(task.clone()));
     }
 
+    #[inline(never)]
     fn finish(&self, task: &TaskRef) {
         let header = task.header();
         header.state.store(DONE, Release);
@@ -303,7 +336,7 @@ impl WorkerCore {
             self.pool.borrow_mut().put(stack);
         }
         drop(self.live.borrow_mut().remove(header.slot.get()));
-        stats::coroutine_finished();
+        self.stats.coroutine_finished();
     }
 
     /// Ends one of this worker's tasks that will never run again.
@@ -311,6 +344,26 @@ impl WorkerCore {
         if abandon(task) && task.header().slot.get() != usize::MAX {
             self.live.borrow_mut().try_remove(task.header().slot.get());
         }
+    }
+
+    /// Whether a coroutine that just yielded is the only one this worker could run now (so it
+    /// may continue without a trip through the queues). Counts as a scheduling tick, and says no
+    /// on the ticks where `next_task` looks further afield.
+    #[inline]
+    fn only_runnable(&self) -> bool {
+        let tick = self.tick.get().wrapping_add(1);
+        if tick % FAIRNESS_TICKS == 0 {
+            return false;
+        }
+        self.tick.set(tick);
+        let lifo = self.lifo.take();
+        let lifo_empty = lifo.is_none();
+        self.lifo.set(lifo);
+        lifo_empty
+            && self.local.borrow().is_empty()
+            && self.deque.as_ref().is_none_or(Deque::is_empty)
+            && self.inbox.is_empty()
+            && self.shared.injector.is_empty()
     }
 
     /// Picks the next coroutine to run; `None` once the runtime shuts down.
@@ -487,7 +540,7 @@ pub(crate) fn abandon(task: &TaskRef) -> bool {
     }
     task.abandon();
     drop(header.ctx.take_stack());
-    stats::coroutine_finished();
+    stats::coroutine_finished_elsewhere();
     true
 }
 

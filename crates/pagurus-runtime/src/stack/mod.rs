@@ -29,6 +29,7 @@ use crate::stats;
 /// Facts about the stack the calling code runs on.
 ///
 /// ```
+/// # use pagurus_runtime as pagurus;
 /// pagurus::run(|| {
 ///     let info = pagurus::stack::current().expect("inside a coroutine");
 ///     assert_eq!(info.size, 4096);

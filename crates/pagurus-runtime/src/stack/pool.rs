@@ -16,6 +16,7 @@ pub(crate) struct StackPool {
     free: [Vec<Stack>; CLASSES],
     pooled_bytes: usize,
     limit_bytes: usize,
+    stats: stats::Local,
 }
 
 impl StackPool {
@@ -25,6 +26,7 @@ impl StackPool {
             free: std::array::from_fn(|_| Vec::new()),
             pooled_bytes: 0,
             limit_bytes,
+            stats: stats::Local::new(),
         }
     }
 
@@ -37,7 +39,7 @@ impl StackPool {
         match self.free[Self::class(size)].pop() {
             Some(stack) => {
                 self.pooled_bytes -= size;
-                stats::stack_unpooled(size);
+                self.stats.pooled(self.pooled_bytes);
                 Ok(stack)
             }
             None => Stack::new(size),
@@ -51,14 +53,8 @@ impl StackPool {
             return; // dropping unmaps it
         }
         self.pooled_bytes += size;
-        stats::stack_pooled(size);
+        self.stats.pooled(self.pooled_bytes);
         self.free[Self::class(size)].push(stack);
-    }
-}
-
-impl Drop for StackPool {
-    fn drop(&mut self) {
-        stats::stack_unpooled(self.pooled_bytes);
     }
 }
 
