@@ -11,6 +11,7 @@
 
 mod arch;
 mod coroutine;
+mod fault;
 mod sched;
 pub mod stack;
 mod stats;

@@ -161,6 +161,14 @@ impl Context {
         Suspend::from_word(word)
     }
 
+    /// `(guard start, bottom, usable size)` of the stack, if it has one. Async-signal-safe.
+    pub(crate) fn bounds(&self) -> Option<(usize, usize, usize)> {
+        // SAFETY: see `has_stack`.
+        unsafe { &*self.stack.get() }
+            .as_ref()
+            .map(|s| (s.guard_start(), s.bottom(), s.size()))
+    }
+
     /// Usable size of the stack, and how many bytes of it are in use at stack pointer `sp`.
     fn usage(&self, sp: usize) -> (usize, usize) {
         // SAFETY: see `has_stack`.

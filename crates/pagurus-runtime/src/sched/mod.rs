@@ -481,6 +481,17 @@ fn scheduled_context(what: &str) -> *const Context {
     ctx
 }
 
+/// The id of the scheduled coroutine running on this thread, if the innermost context is one.
+/// Async-signal-safe: two thread-local loads and a few field reads.
+pub(crate) fn current_coroutine_id() -> Option<u64> {
+    let core = WorkerCore::current()?;
+    let ctx = core.current_ctx();
+    if ctx.is_null() || !ptr::eq(ctx, current_context()) {
+        return None;
+    }
+    core.current_task_id()
+}
+
 /// The running scheduled coroutine, `None` on a plain thread.
 pub(crate) fn current_task() -> Option<TaskRef> {
     let core = WorkerCore::current()?;

@@ -196,6 +196,13 @@ impl WorkerCore {
         }
     }
 
+    /// The id of the running coroutine; no reference counting, so async-signal-safe.
+    pub(crate) fn current_task_id(&self) -> Option<u64> {
+        let ptr = self.current.get()?;
+        // SAFETY: `current` points into a task kept alive by `run_task` while it is set.
+        Some(unsafe { ptr.as_ref() }.header().id)
+    }
+
     #[inline]
     pub(crate) fn current_ctx(&self) -> *const Context {
         self.current_ctx.get()
