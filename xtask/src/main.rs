@@ -11,11 +11,26 @@ use std::time::SystemTime;
 
 /// What each benchmark measures, in the report's words; the bench id is criterion's full id.
 const DESCRIPTIONS: &[(&str, &str)] = &[
-    ("raw/resume_yield_round_trip", "raw coroutine: resume + suspend round trip"),
-    ("sched/yield_now", "scheduler: yield_now, one coroutine on its worker"),
-    ("sched/yield_now_two_coroutines", "scheduler: two coroutines yielding to each other (per pair of switches)"),
-    ("sched/spawn_join_1_workers", "scheduler: spawn + join, warm pool, 1 worker"),
-    ("sched/spawn_join_2_workers", "scheduler: spawn + join, warm pool, 2 workers"),
+    (
+        "raw/resume_yield_round_trip",
+        "raw coroutine: resume + suspend round trip",
+    ),
+    (
+        "sched/yield_now",
+        "scheduler: yield_now, one coroutine on its worker",
+    ),
+    (
+        "sched/yield_now_two_coroutines",
+        "scheduler: two coroutines yielding to each other (per pair of switches)",
+    ),
+    (
+        "sched/spawn_join_1_workers",
+        "scheduler: spawn + join, warm pool, 1 worker",
+    ),
+    (
+        "sched/spawn_join_2_workers",
+        "scheduler: spawn + join, warm pool, 2 workers",
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -36,7 +51,10 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
@@ -46,27 +64,47 @@ fn bench(args: &[String]) -> Result<(), String> {
     let started = SystemTime::now();
 
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(&root).args(["bench", "--package", "pagurus", "--benches", "--"]);
+    cmd.current_dir(&root)
+        .args(["bench", "--package", "pagurus", "--benches", "--"]);
     if quick {
-        cmd.args(["--warm-up-time", "0.3", "--measurement-time", "0.5", "--sample-size", "10"]);
+        cmd.args([
+            "--warm-up-time",
+            "0.3",
+            "--measurement-time",
+            "0.5",
+            "--sample-size",
+            "10",
+        ]);
     }
     cmd.args(filter);
-    let status = cmd.status().map_err(|e| format!("cannot run cargo bench: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run cargo bench: {e}"))?;
     if !status.success() {
         return Err(format!("cargo bench failed ({status})"));
     }
 
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let mut rows = Vec::new();
     collect(&target.join("criterion"), started, &mut rows)?;
     if rows.is_empty() {
         return Err("criterion wrote no results (did the filter match nothing?)".into());
     }
-    rows.sort_by_key(|row| DESCRIPTIONS.iter().position(|(id, _)| *id == row.id).unwrap_or(usize::MAX));
+    rows.sort_by_key(|row| {
+        DESCRIPTIONS
+            .iter()
+            .position(|(id, _)| *id == row.id)
+            .unwrap_or(usize::MAX)
+    });
 
-    let mut md = String::from("| benchmark | what | median | 95% CI of the median |\n|---|---|---:|---|\n");
+    let mut md =
+        String::from("| benchmark | what | median | 95% CI of the median |\n|---|---|---:|---|\n");
     for row in &rows {
-        let what = DESCRIPTIONS.iter().find(|(id, _)| *id == row.id).map_or("", |(_, w)| w);
+        let what = DESCRIPTIONS
+            .iter()
+            .find(|(id, _)| *id == row.id)
+            .map_or("", |(_, w)| w);
         md.push_str(&format!(
             "| `{}` | {} | {} | {} to {} |\n",
             row.id,
@@ -80,7 +118,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         md.push_str("\n(--quick run: short measurement, for smoke-testing only)\n");
     }
     let out_dir = target.join("xtask").join("bench");
-    fs::create_dir_all(&out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let out = out_dir.join("results.md");
     fs::write(&out, &md).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     println!("\n{md}\nwritten to {}", out.display());
@@ -96,14 +135,18 @@ struct Row {
 
 /// Finds every `new/estimates.json` criterion wrote since `since`.
 fn collect(dir: &Path, since: SystemTime, rows: &mut Vec<Row>) -> Result<(), String> {
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if !path.is_dir() {
             continue;
         }
         let estimates = path.join("new").join("estimates.json");
-        let fresh = fs::metadata(&estimates).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
+        let fresh = fs::metadata(&estimates)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since);
         if fresh {
             rows.push(read_row(&path)?);
         } else {
@@ -122,7 +165,10 @@ fn read_row(dir: &Path) -> Result<Row, String> {
     let bench = read("benchmark.json")?;
     let est = read("estimates.json")?;
     let median = &est["median"];
-    let num = |v: &serde_json::Value| v.as_f64().ok_or_else(|| format!("{}: malformed estimates", dir.display()));
+    let num = |v: &serde_json::Value| {
+        v.as_f64()
+            .ok_or_else(|| format!("{}: malformed estimates", dir.display()))
+    };
     Ok(Row {
         id: bench["full_id"].as_str().unwrap_or("?").to_string(),
         median: num(&median["point_estimate"])?,
@@ -133,5 +179,9 @@ fn read_row(dir: &Path) -> Result<Row, String> {
 
 /// Criterion's estimates are in nanoseconds per iteration.
 fn ns(v: f64) -> String {
-    if v >= 1000.0 { format!("{:.2} µs", v / 1000.0) } else { format!("{v:.2} ns") }
+    if v >= 1000.0 {
+        format!("{:.2} µs", v / 1000.0)
+    } else {
+        format!("{v:.2} ns")
+    }
 }

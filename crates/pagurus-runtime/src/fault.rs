@@ -119,11 +119,11 @@ fn report(o: &Overflow) {
         Some(id) => Id(id),
         None => Id(0),
     };
-    let _ = write!(
+    let _ = writeln!(
         buf,
         "pagurus: coroutine stack overflow: {who} used more than its {} bytes of stack \
          (fault at {:#x}, {} bytes below the stack). Stacks do not grow yet: give the runtime a \
-         larger stack with Builder::initial_stack_size (or raw::Coroutine::new's stack_size).\n",
+         larger stack with Builder::initial_stack_size (or raw::Coroutine::new's stack_size).",
         o.size, o.addr, o.below
     );
     // SAFETY: write(2) is async-signal-safe; the buffer holds `len` initialised bytes.

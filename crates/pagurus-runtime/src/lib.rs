@@ -24,3 +24,35 @@ pub mod raw {
 pub use coroutine::Cancelled;
 pub use sched::{Builder, JoinHandle, Runtime, run, spawn, yield_now};
 pub use stats::{Stats, stats};
+
+/// One-time process setup, done before the first coroutine stack exists (every stack mapping
+/// calls it; after the first, it is one atomic load).
+fn prepare_process() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        fault::install();
+        warm_unwinder();
+    });
+}
+
+/// Unwinds once through a frame with a destructor, on the caller's (thread) stack.
+///
+/// The first unwind in a process makes the dynamic linker resolve libgcc's lazily bound symbols
+/// (`_Unwind_Find_FDE`, `_Unwind_Resume`, ...), and the resolver saves the whole extended
+/// register state on the stack: over 2 KiB, more than a 4 KiB coroutine has left once a panic is
+/// under way. Doing it here, where stacks are large, binds them for every later unwind.
+fn warm_unwinder() {
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            std::hint::black_box(self);
+        }
+    }
+    #[inline(never)]
+    fn unwind_through_cleanup() {
+        let _cleanup = Cleanup;
+        // resume_unwind skips the panic hook: nothing is printed.
+        std::panic::resume_unwind(Box::new(()));
+    }
+    let _ = std::panic::catch_unwind(unwind_through_cleanup);
+}

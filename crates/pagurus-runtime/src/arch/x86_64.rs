@@ -75,6 +75,7 @@ pub(crate) type EntryFn = unsafe extern "sysv64" fn(data: *mut u8, arg: usize) -
 /// Bytes [`init_stack`] uses at the top of a fresh stack.
 pub(crate) const INIT_FRAME_BYTES: usize = 40;
 
+#[inline(always)]
 /// Enters the coroutine whose saved stack pointer is `to`, storing the resumer's in `*save`.
 ///
 /// Returns the word the coroutine passes to [`suspend`] when it switches back. The coroutine sees
@@ -82,18 +83,16 @@ pub(crate) const INIT_FRAME_BYTES: usize = 40;
 /// stack).
 ///
 /// # Safety
-///
 /// `to` must be a stack pointer saved by [`suspend`] (or built by [`init_stack`]) whose stack is
 /// still mapped and not running anywhere, and `save` must be valid for a write. The coroutine must
 /// switch back with [`suspend`] on this thread, passing this `*save`.
-#[inline(always)]
 pub(crate) unsafe fn resume(save: *mut *mut u8, to: *mut u8, arg: usize) -> usize {
     let ret: usize;
+    // The stack pointer is aligned for a call (no `nostack`), and the `call` is balanced by the
+    // coroutine's eventual `ret` in `suspend_switch`.
     // SAFETY: per the contract, `to` is a suspended coroutine of this thread. `resume_switch`
-    // saves rbx and rbp; everything else a call may clobber, plus r12-r15, is declared clobbered,
-    // so the compiler keeps no value in a register the coroutine may change. The stack pointer is
-    // aligned for a call (no `nostack`), and the `call` is balanced by the coroutine's eventual
-    // `ret` in `suspend_switch`.
+    // saves rbx and rbp; every other register a call may clobber, plus r12-r15, is declared
+    // clobbered, so the compiler keeps no value in a register the coroutine may change.
     unsafe {
         asm!(
             "call {switch}",
@@ -151,14 +150,13 @@ unsafe extern "sysv64" fn suspend_switch() {
     )
 }
 
+#[inline(always)]
 /// Leaves the running coroutine for its resumer, whose saved stack pointer is `to`, storing the
 /// coroutine's own in `*save`. Returns the `arg` of the [`resume`] that enters it again.
 ///
 /// # Safety
-///
 /// Must run on a coroutine stack entered by [`resume`] on this thread, with `to` the pointer that
 /// call stored; `save` must be valid for a write.
-#[inline(always)]
 pub(crate) unsafe fn suspend(save: *mut *mut u8, to: *mut u8, arg: usize) -> usize {
     let ret: usize;
     // SAFETY: per the contract, `to` is a suspended resumer of this thread waiting in
@@ -185,12 +183,12 @@ pub(crate) unsafe fn suspend(save: *mut *mut u8, to: *mut u8, arg: usize) -> usi
     ret
 }
 
+#[unsafe(naked)]
 /// First code run on a fresh stack (see the module docs for the frame it starts in).
 ///
 /// Its unwind info marks the return address as undefined, which is how DWARF says "outermost
 /// frame": backtraces and unwinders stop here instead of reading the padding words above as a
 /// caller. `rbp` is zero too, so frame-pointer walkers stop as well.
-#[unsafe(naked)]
 unsafe extern "sysv64" fn trampoline() -> ! {
     naked_asm!(
         ".cfi_startproc",
@@ -218,7 +216,6 @@ unsafe extern "sysv64" fn trampoline() -> ! {
 /// pointer to pass to the first [`resume`].
 ///
 /// # Safety
-///
 /// `top` must be 16-byte aligned and the [`INIT_FRAME_BYTES`] below it writable. `entry` must
 /// uphold the [`EntryFn`] contract for `data`.
 pub(crate) unsafe fn init_stack(top: *mut u8, entry: EntryFn, data: *mut u8) -> *mut u8 {

@@ -46,6 +46,9 @@ pub(crate) enum Suspend {
     Park = 1,
     /// Finished; the stack is free.
     Done = 2,
+    /// Asks the resumer to run a function on its own stack, then resume (see
+    /// `sched::on_system_stack`).
+    Call = 3,
 }
 
 impl Suspend {
@@ -53,6 +56,7 @@ impl Suspend {
         match word {
             0 => Suspend::Yield,
             1 => Suspend::Park,
+            3 => Suspend::Call,
             _ => Suspend::Done,
         }
     }
@@ -124,7 +128,6 @@ impl Context {
     /// run `body(data)` there.
     ///
     /// # Safety
-    ///
     /// The context must not have a stack yet, and must not move in memory from now until its
     /// coroutine is done (the initial frame records its address). `data` must satisfy `body`'s
     /// contract whenever the coroutine runs.
@@ -145,13 +148,12 @@ impl Context {
         unsafe { (*self.stack.get()).take() }
     }
 
+    #[inline]
     /// Runs the coroutine until it suspends; returns why it did.
     ///
     /// # Safety
-    ///
     /// The context must have a stack, be suspended (started and not done), not be running on any
     /// thread, and have last run on this thread (if it ran before).
-    #[inline]
     pub(crate) unsafe fn resume(&self, arg: usize) -> Suspend {
         let prev = CURRENT.with(|c| c.replace(self));
         // SAFETY: the caller guarantees `saved_sp` describes a suspended stack of this thread;
@@ -182,7 +184,6 @@ impl Context {
 /// Entry point of every coroutine: runs the body, then leaves for the last time.
 ///
 /// # Safety
-///
 /// `data` is the `Context` whose stack this is (as set up by `Context::start`).
 unsafe extern "sysv64" fn entry(data: *mut u8, arg: usize) -> ! {
     // SAFETY: per the contract above, `data` is a live, pinned Context.
@@ -210,14 +211,13 @@ pub(crate) fn current_context() -> *const Context {
     CURRENT.with(|c| c.get())
 }
 
+#[inline]
 /// Suspends the current coroutine, telling its resumer `reason`; returns what the resumer passed
 /// when it switched back ([`RESUME`] or [`CANCEL`]).
 ///
 /// # Safety
-///
 /// Must be called on the stack of `ctx`, which must be the current context, and `reason` must
 /// not be `Done` (only `entry` may finish a coroutine).
-#[inline]
 pub(crate) unsafe fn suspend(ctx: &Context, reason: Suspend) -> usize {
     debug_assert!(ptr::eq(current_context(), ctx));
     debug_assert!(reason != Suspend::Done);

@@ -48,10 +48,12 @@ pub struct Coroutine<'a> {
 
 struct Inner<'a> {
     ctx: Context,
-    body: UnsafeCell<Option<Box<dyn FnOnce(&Suspender) + 'a>>>,
+    body: UnsafeCell<Option<Body<'a>>>,
     panic: UnsafeCell<Option<Box<dyn Any + Send>>>,
     done: Cell<bool>,
 }
+
+type Body<'a> = Box<dyn FnOnce(&Suspender) + 'a>;
 
 /// Handed to a raw coroutine's closure; suspends that coroutine.
 pub struct Suspender {
@@ -181,7 +183,6 @@ impl Suspender {
 /// The body of every raw coroutine: runs the closure, keeps a panic for `resume` to re-raise.
 ///
 /// # Safety
-///
 /// `data` points to the `Inner` that owns the running context.
 unsafe fn run_body(data: *const ()) {
     // SAFETY: per the contract; `body` and `panic` are only touched from the coroutine while it
@@ -195,10 +196,10 @@ unsafe fn run_body(data: *const ()) {
         ctx: &inner.ctx,
         _not_send: PhantomData,
     };
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(&suspender))) {
-        if payload.downcast_ref::<Cancelled>().is_none() {
-            // SAFETY: as above.
-            unsafe { *inner.panic.get() = Some(payload) };
-        }
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(&suspender)))
+        && payload.downcast_ref::<Cancelled>().is_none()
+    {
+        // SAFETY: as above.
+        unsafe { *inner.panic.get() = Some(payload) };
     }
 }

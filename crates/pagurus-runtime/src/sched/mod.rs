@@ -359,7 +359,6 @@ unsafe impl Task for MainTask {
 /// The body of a main coroutine.
 ///
 /// # Safety
-///
 /// `data` is the `MainTask` of a `block_on::<F, T>` call still in progress on this thread.
 unsafe fn run_main<F: FnOnce() -> T, T>(data: *const ()) {
     // SAFETY: per the contract, the task and its slot are alive and only this coroutine uses the

@@ -38,7 +38,6 @@ pub(crate) type TaskRef = Arc<dyn Task>;
 /// The type-erased face of every task, as queues and wakers see it.
 ///
 /// # Safety
-///
 /// Implementors are `#[repr(C)]` with a [`Header`] as their first field, so a pointer to the
 /// task is a pointer to its header (see [`<dyn Task>::header`]): the scheduler reaches the header
 /// of any task without a virtual call.
@@ -110,12 +109,11 @@ impl Header {
         }
     }
 
+    #[inline]
     /// Records the worker the task is pinned to, unless already recorded.
     ///
     /// # Safety
-    ///
     /// Called by that worker, while the task is not `PARKED`.
-    #[inline]
     pub(crate) unsafe fn set_home(&self, home: &Arc<WorkerHandle>) {
         // SAFETY: wakers read `home` only after seeing PARKED (Acquire), which the worker stores
         // (Release) after this write; before that, only this worker touches it.
@@ -132,7 +130,6 @@ impl Header {
     /// Marks the output written and wakes the joiner, if one is waiting.
     ///
     /// # Safety
-    ///
     /// The output must be written, and this called once.
     pub(crate) unsafe fn complete(&self) {
         let prev = self.join.fetch_or(COMPLETE, AcqRel);
@@ -244,7 +241,6 @@ where
     /// The body of the task's coroutine.
     ///
     /// # Safety
-    ///
     /// `data` is the `TaskCell<F, T>` whose coroutine is running, and this runs once.
     unsafe fn run_body(data: *const ()) {
         // SAFETY: per the contract.
@@ -264,7 +260,6 @@ where
     /// The output, once complete.
     ///
     /// # Safety
-    ///
     /// `is_complete()` must have returned true, and this is called once.
     unsafe fn take_output(&self) -> thread::Result<T> {
         // SAFETY: complete, so the task no longer touches `stage` (see the Send impl).
@@ -296,7 +291,6 @@ where
 /// Typed access to a task's output, for [`JoinHandle`].
 trait Output<T>: Task {
     /// # Safety
-    ///
     /// As [`TaskCell::take_output`].
     unsafe fn take(&self) -> thread::Result<T>;
 }
@@ -306,6 +300,8 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    /// # Safety
+    /// As [`TaskCell::take_output`].
     unsafe fn take(&self) -> thread::Result<T> {
         // SAFETY: forwarded contract.
         unsafe { self.take_output() }

@@ -24,9 +24,11 @@
 //! the sleeper's second look finds the task. `searching` counts nudges in flight: while one is,
 //! further spawns do not nudge again, so a burst of spawns costs one wake-up, not one each.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::*, fence};
@@ -83,7 +85,9 @@ impl WorkerHandle {
 pub(crate) fn schedule_woken(home: &Arc<WorkerHandle>, task: TaskRef) {
     match WorkerCore::current() {
         Some(core) if Arc::ptr_eq(&core.handle, home) => core.local.borrow_mut().push_back(task),
-        _ => home.send(Msg::Run(task)),
+        // A channel send may wake a thread and initialise crossbeam's thread-locals: more stack
+        // than a 4 KiB coroutine has to spare.
+        _ => on_system_stack(|| home.send(Msg::Run(task))),
     }
 }
 
@@ -109,6 +113,10 @@ pub(crate) struct WorkerCore {
     /// while it is set), and its context.
     current: Cell<Option<NonNull<dyn Task>>>,
     current_ctx: Cell<*const Context>,
+    /// A function the running coroutine asked to run on this stack (`on_system_stack`), and the
+    /// panic it raised, handed back.
+    call: Cell<Option<NonNull<dyn FnMut()>>>,
+    call_panic: Cell<Option<Box<dyn Any + Send>>>,
     tick: Cell<u32>,
     lifo_streak: Cell<u32>,
     /// Coroutine ids are taken from the process counter in blocks: `next_id..id_end`.
@@ -141,6 +149,8 @@ impl WorkerCore {
             pool: RefCell::new(pool),
             current: Cell::new(None),
             current_ctx: Cell::new(std::ptr::null()),
+            call: Cell::new(None),
+            call_panic: Cell::new(None),
             tick: Cell::new(0),
             lifo_streak: Cell::new(0),
             next_id: Cell::new(0),
@@ -209,18 +219,39 @@ impl WorkerCore {
     }
 
     /// Queues a freshly spawned coroutine.
+    ///
+    /// The common case (the `lifo` slot is free) touches nothing but that slot. Pushing to a
+    /// deque or the injector (which may grow them, and crossbeam-epoch's deferred frees need a
+    /// 4 KiB frame) and waking a worker run on the worker's own stack.
     pub(crate) fn spawn(&self, task: TaskRef) {
         match &self.deque {
             Some(deque) => {
                 if let Some(older) = self.lifo.replace(Some(task)) {
-                    deque.push(older);
-                    self.shared.notify_idle();
+                    on_system_stack(|| {
+                        deque.push(older);
+                        self.shared.notify_idle();
+                    });
                 }
             }
-            None => {
+            None => on_system_stack(|| {
                 self.shared.injector.push(task);
                 self.shared.notify_idle();
-            }
+            }),
+        }
+    }
+
+    /// Runs the call a coroutine asked for with `Suspend::Call`, here on the worker's stack. A
+    /// panic is kept for the coroutine to re-raise on its own stack.
+    #[cold]
+    fn run_call(&self) {
+        let Some(mut call) = self.call.take() else {
+            unreachable!("Suspend::Call without a pending call")
+        };
+        // SAFETY: `on_system_stack` stored a pointer to a closure in its own frame and is
+        // suspended in that frame until we resume it, so the closure is alive and unaliased.
+        let call = unsafe { call.as_mut() };
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(call)) {
+            self.call_panic.set(Some(payload));
         }
     }
 
@@ -247,6 +278,7 @@ impl WorkerCore {
             match reason {
                 Suspend::Done => return,
                 Suspend::Yield => task = t,
+                Suspend::Call => unreachable!("run_task serves calls itself"),
                 Suspend::Park => {
                     drop(t);
                     // Only the main coroutine lives here; it comes back through a wake-up.
@@ -285,11 +317,16 @@ impl WorkerCore {
         self.current_ctx.set(&header.ctx);
         self.current
             .set(NonNull::new(Arc::as_ptr(&task).cast_mut()));
+        let mut arg = arg;
         let reason = loop {
             // SAFETY: the task is started (it has a stack), not running (we hold it off every
             // queue), and pinned to this worker, so its context was last suspended on this thread.
             let reason = unsafe { header.ctx.resume(arg) };
             match reason {
+                Suspend::Call => {
+                    self.run_call();
+                    arg = RESUME;
+                }
                 // Nothing else could run: going through the queues would pick this one again.
                 Suspend::Yield if arg == RESUME && self.only_runnable() => {}
                 Suspend::Park => {
@@ -359,7 +396,7 @@ impl WorkerCore {
     #[inline]
     fn only_runnable(&self) -> bool {
         let tick = self.tick.get().wrapping_add(1);
-        if tick % FAIRNESS_TICKS == 0 {
+        if tick.is_multiple_of(FAIRNESS_TICKS) {
             return false;
         }
         self.tick.set(tick);
@@ -377,7 +414,7 @@ impl WorkerCore {
     fn next_task(&self) -> Option<TaskRef> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
-        if tick % FAIRNESS_TICKS == 0 {
+        if tick.is_multiple_of(FAIRNESS_TICKS) {
             if !self.drain_inbox() {
                 return None;
             }
@@ -386,11 +423,11 @@ impl WorkerCore {
             }
         }
         loop {
-            if self.lifo_streak.get() < MAX_LIFO_STREAK {
-                if let Some(task) = self.lifo.take() {
-                    self.lifo_streak.set(self.lifo_streak.get() + 1);
-                    return Some(task);
-                }
+            if self.lifo_streak.get() < MAX_LIFO_STREAK
+                && let Some(task) = self.lifo.take()
+            {
+                self.lifo_streak.set(self.lifo_streak.get() + 1);
+                return Some(task);
             }
             self.lifo_streak.set(0);
             if let Some(task) = self.local.borrow_mut().pop_front() {
@@ -581,6 +618,37 @@ impl Shared {
             }
         }
     }
+}
+
+/// Runs `f` on the worker thread's own stack when called from a scheduled coroutine (switching
+/// there and back, about two switches' cost), and directly anywhere else: on a plain thread, in
+/// scheduler code, or in a raw coroutine nested in a scheduled one (whose stack its creator
+/// sized). The runtime uses it for its own heavy paths, so that a 4 KiB coroutine stack only ever
+/// holds the coroutine's own frames. A panic in `f` resumes in the caller.
+pub(crate) fn on_system_stack<R>(f: impl FnOnce() -> R) -> R {
+    let Some(core) = WorkerCore::current() else {
+        return f();
+    };
+    let ctx = core.current_ctx();
+    if ctx.is_null() || !std::ptr::eq(ctx, crate::coroutine::current_context()) {
+        return f();
+    }
+    let mut f = Some(f);
+    let mut out = None;
+    let mut call = || out = f.take().map(|f| f());
+    let call: &mut dyn FnMut() = &mut call;
+    // SAFETY: only the lifetime is erased. The pointer is used by `run_call` while this frame is
+    // suspended below, and cleared (taken) before we are resumed.
+    let call: NonNull<dyn FnMut() + 'static> = unsafe { std::mem::transmute(NonNull::from(call)) };
+    core.call.set(Some(call));
+    // SAFETY: we run on the stack of the core's current coroutine (checked above), the innermost
+    // context of this thread.
+    let arg = unsafe { crate::coroutine::suspend(&*ctx, Suspend::Call) };
+    debug_assert_eq!(arg, RESUME, "a call is always resumed normally");
+    if let Some(payload) = core.call_panic.take() {
+        panic::resume_unwind(payload);
+    }
+    out.expect("the scheduler ran the call")
 }
 
 /// Clears the thread's core pointer when a worker or `block_on` leaves.

@@ -88,7 +88,7 @@ impl Stack {
     /// `size` must be a power of two no smaller than [`PAGE_SIZE`] (checked by the builder).
     pub fn new(size: usize) -> io::Result<Stack> {
         debug_assert!(size.is_power_of_two() && size >= PAGE_SIZE);
-        crate::fault::install();
+        crate::prepare_process();
         let len = size
             .checked_add(GUARD_SIZE)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "stack size overflows"))?;
