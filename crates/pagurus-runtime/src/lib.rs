@@ -12,6 +12,7 @@
 mod arch;
 mod coroutine;
 mod fault;
+mod grow;
 mod sched;
 pub mod stack;
 mod stats;

@@ -34,6 +34,10 @@ pub struct Stats {
     pub stack_bytes_pooled: usize,
     /// Stack mappings created so far; flat while pools serve every spawn.
     pub stack_maps: u64,
+    /// Times a coroutine's stack was moved to a larger one.
+    pub growths: u64,
+    /// Bytes copied by those moves.
+    pub bytes_copied: u64,
 }
 
 /// Counters of one owner (a worker, a `block_on` call, a stack pool). Only the owner's thread
@@ -54,6 +58,8 @@ static RETIRED: Cell = Cell {
 static RESERVED: AtomicUsize = AtomicUsize::new(0);
 static MAPS: AtomicU64 = AtomicU64::new(0);
 static IDS: AtomicU64 = AtomicU64::new(0);
+static GROWTHS: AtomicU64 = AtomicU64::new(0);
+static BYTES_COPIED: AtomicU64 = AtomicU64::new(0);
 static LIVE_CELLS: Mutex<Vec<Arc<Cell>>> = Mutex::new(Vec::new());
 
 fn cells() -> MutexGuard<'static, Vec<Arc<Cell>>> {
@@ -73,6 +79,8 @@ pub fn stats() -> Stats {
         stack_bytes_reserved: RESERVED.load(Relaxed),
         stack_bytes_pooled: sum(|c| c.pooled.load(Relaxed) as u64) as usize,
         stack_maps: MAPS.load(Relaxed),
+        growths: GROWTHS.load(Relaxed),
+        bytes_copied: BYTES_COPIED.load(Relaxed),
     }
 }
 
@@ -134,4 +142,10 @@ pub(crate) fn stack_mapped(size: usize) {
 
 pub(crate) fn stack_unmapped(size: usize) {
     RESERVED.fetch_sub(size, Relaxed);
+}
+
+/// A stack moved, copying `bytes`. Async-signal-safe (two relaxed atomic adds).
+pub(crate) fn stack_grew(bytes: usize) {
+    GROWTHS.fetch_add(1, Relaxed);
+    BYTES_COPIED.fetch_add(bytes as u64, Relaxed);
 }

@@ -28,6 +28,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 
 use crate::arch;
+use crate::grow::relocate::{Move, Span};
 use crate::stack::Stack;
 
 /// Passed by a resumer: continue normally.
@@ -49,6 +50,9 @@ pub(crate) enum Suspend {
     /// Asks the resumer to run a function on its own stack, then resume (see
     /// `sched::on_system_stack`).
     Call = 3,
+    /// Asks the resumer to move this coroutine to a larger stack (`grow_request` bytes of
+    /// headroom below the suspension point), then resume (see `stack::ensure`).
+    Grow = 4,
 }
 
 impl Suspend {
@@ -57,6 +61,7 @@ impl Suspend {
             0 => Suspend::Yield,
             1 => Suspend::Park,
             3 => Suspend::Call,
+            4 => Suspend::Grow,
             _ => Suspend::Done,
         }
     }
@@ -98,6 +103,11 @@ pub(crate) struct Context {
     parent_sp: Cell<*mut u8>,
     /// Mapped lazily by [`Context::start`], handed back by [`Context::take_stack`].
     stack: UnsafeCell<Option<Stack>>,
+    /// Lowest usable address of the stack (a copy of `Stack::bottom`, kept next to the hot
+    /// fields so `stack::ensure` costs two loads); 0 without a stack.
+    limit: Cell<usize>,
+    /// Headroom asked for by the pending `Suspend::Grow`.
+    grow_request: Cell<usize>,
     growths: Cell<u64>,
     body: Body,
     data: Cell<*const ()>,
@@ -111,6 +121,8 @@ impl Context {
             saved_sp: Cell::new(ptr::null_mut()),
             parent_sp: Cell::new(ptr::null_mut()),
             stack: UnsafeCell::new(None),
+            limit: Cell::new(0),
+            grow_request: Cell::new(0),
             growths: Cell::new(0),
             body,
             data: Cell::new(ptr::null()),
@@ -138,8 +150,40 @@ impl Context {
         // INIT_FRAME_BYTES below it; `entry` upholds EntryFn for a pinned `Context` pointer.
         let sp = unsafe { arch::init_stack(top, entry, self as *const Context as *mut u8) };
         self.saved_sp.set(sp);
+        self.limit.set(stack.bottom());
         // SAFETY: see `has_stack`; no reference into the slot is alive.
         unsafe { *self.stack.get() = Some(stack) };
+    }
+
+    /// Bounds of the stack, for the relocation engine.
+    pub(crate) fn span(&self) -> Option<Span> {
+        self.bounds().map(|(guard_start, bottom, size)| Span {
+            guard_start,
+            bottom,
+            top: bottom + size,
+        })
+    }
+
+    pub(crate) fn saved_sp(&self) -> usize {
+        self.saved_sp.get() as usize
+    }
+
+    pub(crate) fn grow_request(&self) -> usize {
+        self.grow_request.get()
+    }
+
+    /// Installs `new` after `moved` copied the suspended image into it; returns the old stack.
+    ///
+    /// # Safety
+    /// The coroutine must be suspended, and `moved` must have copied its whole live image (from
+    /// at most `saved_sp`) from the current stack into `new`.
+    pub(crate) unsafe fn replace_stack(&self, new: Stack, moved: &Move) -> Stack {
+        self.saved_sp.set(moved.adjust(self.saved_sp()) as *mut u8);
+        self.limit.set(new.bottom());
+        self.growths.set(self.growths.get() + 1);
+        // SAFETY: see `has_stack`; the coroutine is suspended, so nothing refers to the slot.
+        let old = unsafe { (*self.stack.get()).replace(new) };
+        old.expect("a suspended coroutine has a stack")
     }
 
     /// Takes the stack back once the coroutine is done (or will never run again).
@@ -223,6 +267,36 @@ pub(crate) unsafe fn suspend(ctx: &Context, reason: Suspend) -> usize {
     debug_assert!(reason != Suspend::Done);
     // SAFETY: per the contract, we are ctx's coroutine and its resumer waits at parent_sp.
     unsafe { arch::suspend(ctx.saved_sp.as_ptr(), ctx.parent_sp.get(), reason as usize) }
+}
+
+/// Bytes between the caller's stack pointer and the bottom of the current coroutine's stack;
+/// `None` on a plain thread stack.
+#[inline]
+pub(crate) fn current_headroom() -> Option<usize> {
+    let ctx = current_context();
+    if ctx.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT holds the context running on this thread, which is alive.
+    let limit = unsafe { (*ctx).limit.get() };
+    Some(arch::stack_pointer().wrapping_sub(limit))
+}
+
+/// Moves the running coroutine to a stack with at least `bytes` of headroom below the caller,
+/// by asking its resumer to do it. Returns once running on the new stack.
+#[cold]
+#[inline(never)]
+pub(crate) fn request_growth(bytes: usize) {
+    let ctx = current_context();
+    if ctx.is_null() {
+        return;
+    }
+    // SAFETY: CURRENT is the context running on this thread: we are on its stack, and its
+    // resumer serves `Grow` (both the scheduler and raw coroutines do) before resuming it.
+    unsafe {
+        (*ctx).grow_request.set(bytes);
+        suspend(&*ctx, Suspend::Grow);
+    }
 }
 
 /// `(size, used, growths)` of the current coroutine's stack; `None` on a plain thread stack.

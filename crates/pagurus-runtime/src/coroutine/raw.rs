@@ -31,8 +31,12 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
 use super::{CANCEL, Cancelled, Context, RESUME, Suspend, current_context, suspend};
+use crate::grow::grow_suspended;
 use crate::sched::validate_stack_size;
 use crate::stack::Stack;
+
+/// Largest stack a raw coroutine may grow to (the runtime's default `max_stack_size`).
+const MAX_STACK_SIZE: usize = 1 << 30;
 
 /// Cancelling a dropped coroutine gives up after this many resumes, in case its code keeps
 /// catching the [`Cancelled`] unwind and suspending again.
@@ -111,13 +115,19 @@ impl<'a> Coroutine<'a> {
         if inner.done.get() {
             return false;
         }
-        // SAFETY: the context has a stack (given in `new`, taken only once done), is suspended,
-        // and being !Send it has only ever run on this thread.
-        let reason = unsafe { inner.ctx.resume(arg) };
-        if reason != Suspend::Done {
-            return true;
+        let mut arg = arg;
+        loop {
+            // SAFETY: the context has a stack (given in `new`, taken only once done), is
+            // suspended, and being !Send it has only ever run on this thread.
+            match unsafe { inner.ctx.resume(arg) } {
+                Suspend::Done => return self.finished(),
+                Suspend::Grow => {
+                    grow_suspended(&inner.ctx, None, MAX_STACK_SIZE, None);
+                    arg = RESUME;
+                }
+                Suspend::Yield | Suspend::Park | Suspend::Call => return true,
+            }
         }
-        self.finished()
     }
 
     /// Cleans up after the coroutine's last switch; re-raises its panic.

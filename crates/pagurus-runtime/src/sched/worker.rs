@@ -38,7 +38,7 @@ use crossbeam_deque::{Steal, Worker as Deque};
 use slab::Slab;
 
 use super::Shared;
-use super::task::{ACTIVE, DONE, NOTIFIED, PARKED, PHASE, Task, TaskRef};
+use super::task::{ACTIVE, DONE, Header, NOTIFIED, PARKED, PHASE, Task, TaskRef};
 use crate::coroutine::{CANCEL, Context, RESUME, Suspend};
 use crate::stack::StackPool;
 use crate::stats;
@@ -240,6 +240,18 @@ impl WorkerCore {
         }
     }
 
+    /// Moves the suspended coroutine to the larger stack it asked for with `Suspend::Grow`.
+    #[cold]
+    fn grow(&self, header: &Header) {
+        let max = self.shared.config.max_stack_size;
+        crate::grow::grow_suspended(
+            &header.ctx,
+            Some(&mut self.pool.borrow_mut()),
+            max,
+            Some(header.id),
+        );
+    }
+
     /// Runs the call a coroutine asked for with `Suspend::Call`, here on the worker's stack. A
     /// panic is kept for the coroutine to re-raise on its own stack.
     #[cold]
@@ -278,7 +290,7 @@ impl WorkerCore {
             match reason {
                 Suspend::Done => return,
                 Suspend::Yield => task = t,
-                Suspend::Call => unreachable!("run_task serves calls itself"),
+                Suspend::Call | Suspend::Grow => unreachable!("run_task serves these itself"),
                 Suspend::Park => {
                     drop(t);
                     // Only the main coroutine lives here; it comes back through a wake-up.
@@ -325,6 +337,10 @@ impl WorkerCore {
             match reason {
                 Suspend::Call => {
                     self.run_call();
+                    arg = RESUME;
+                }
+                Suspend::Grow => {
+                    self.grow(header);
                     arg = RESUME;
                 }
                 // Nothing else could run: going through the queues would pick this one again.

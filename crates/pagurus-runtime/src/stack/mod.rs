@@ -57,6 +57,42 @@ pub fn current() -> Option<StackInfo> {
     })
 }
 
+/// Guarantees `bytes` of stack below the caller, moving the current coroutine to a larger stack
+/// first if needed (at this call, without a fault). Call it before lending stack data to another
+/// thread or before code that needs a lot of stack at once (a foreign call). Outside a coroutine
+/// it does nothing: thread stacks are the OS's.
+///
+/// With enough headroom it costs two loads and a compare.
+///
+/// ```
+/// # use pagurus_runtime as pagurus;
+/// pagurus::run(|| {
+///     pagurus::stack::ensure(256 * 1024);
+///     assert!(pagurus::stack::remaining().unwrap() >= 256 * 1024);
+///     assert_eq!(pagurus::stack::current().unwrap().growths, 1);
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Never; a coroutine that would exceed its runtime's `max_stack_size` aborts the process with a
+/// message instead.
+#[inline]
+pub fn ensure(bytes: usize) {
+    if let Some(headroom) = crate::coroutine::current_headroom()
+        && headroom < bytes
+    {
+        crate::coroutine::request_growth(bytes);
+    }
+}
+
+/// Bytes left between the caller's stack pointer and the bottom of the current coroutine's
+/// stack; `None` on a plain thread stack.
+#[inline]
+pub fn remaining() -> Option<usize> {
+    crate::coroutine::current_headroom()
+}
+
 /// Size of a page; stack sizes are powers of two no smaller than this.
 pub const PAGE_SIZE: usize = 4096;
 

@@ -1,0 +1,126 @@
+//! Stack growth: moving a coroutine's stack into a larger one.
+//!
+//! - `relocate`: the engine. Copies a stopped stack image and fixes every pointer into it.
+//! - `unwind`: allocation-free DWARF frame walking over the loaded objects' `.eh_frame`.
+//! - this file: the explicit path. `stack::ensure` suspends the coroutine with `Suspend::Grow`;
+//!   its resumer (a worker, or the owner of a raw coroutine) calls [`grow_suspended`] on its own
+//!   stack and resumes it on the new one.
+//!
+//! # Why a suspended coroutine is easy to move
+//!
+//! At a suspension every register the coroutine cares about is on its own stack: the switch
+//! saves `rbx`/`rbp` and declares every other register clobbered, so the compiler spilled
+//! whatever was live. Moving it is copying the image from `saved_sp` up, adjusting every word
+//! that points into the old stack, and adjusting `saved_sp`, the one pointer into the stack the
+//! runtime keeps.
+
+pub(crate) mod relocate;
+#[allow(dead_code, reason = "the fault path that uses the walker lands next")]
+pub(crate) mod unwind;
+
+use relocate::Move;
+
+use crate::coroutine::Context;
+use crate::stack::{PAGE_SIZE, Stack, StackPool};
+use crate::stats;
+
+/// Headroom added to what `ensure` asks for, covering the frames between its caller and the
+/// switch (and the caller's own red zone).
+const ENSURE_SLACK: usize = 1024;
+
+/// The smallest power-of-two stack size that holds `used` bytes plus `need` bytes of headroom,
+/// and at least doubles `current`.
+pub(crate) fn next_size(current: usize, used: usize, need: usize) -> Option<usize> {
+    let want = used
+        .checked_add(need)?
+        .checked_add(ENSURE_SLACK)?
+        .checked_next_power_of_two()?;
+    Some(want.max(current.checked_mul(2)?).max(PAGE_SIZE))
+}
+
+/// Moves the suspended coroutine of `ctx` to a stack with at least `ctx.grow_request()` bytes of
+/// headroom below its suspension point. New stacks come from `pool` when given; the old stack
+/// goes back to it.
+///
+/// Aborts the process, with a message naming the coroutine (`id`), when the size needed exceeds
+/// `max` or no memory can be mapped: a coroutine cannot continue without the stack it asked for.
+pub(crate) fn grow_suspended(
+    ctx: &Context,
+    pool: Option<&mut StackPool>,
+    max: usize,
+    id: Option<u64>,
+) {
+    let Some(old) = ctx.span() else { return };
+    let sp = ctx.saved_sp();
+    let size = old.top - old.bottom;
+    let used = old.top - sp;
+    let need = ctx.grow_request();
+    if sp.wrapping_sub(old.bottom) >= need.saturating_add(ENSURE_SLACK) {
+        return; // already enough (another path grew it, or the request was generous)
+    }
+    let new_size = match next_size(size, used, need) {
+        Some(n) if n <= max => n,
+        _ => limit_exceeded(id, size, used.saturating_add(need), max),
+    };
+    let new = match pool {
+        Some(pool) => {
+            let new = pool.get(new_size);
+            new.unwrap_or_else(|err| map_failed(id, new_size, err))
+        }
+        None => Stack::new(new_size).unwrap_or_else(|err| map_failed(id, new_size, err)),
+    };
+    let moved = Move::new(old, new.top(), sp, 0);
+    // SAFETY: the coroutine is suspended, so its image [sp, old.top) is stable and readable; the
+    // new stack is ours, writable, disjoint from the old one, and large enough (new_size >= used).
+    let copied = unsafe { moved.copy_and_adjust() };
+    // SAFETY: the whole live image (from saved_sp up) was just copied into `new`.
+    let old_stack = unsafe { ctx.replace_stack(new, &moved) };
+    stats::stack_grew(copied);
+    tracing::trace!(
+        id,
+        from = size,
+        to = new_size,
+        copied,
+        "coroutine stack grew"
+    );
+    drop(old_stack);
+}
+
+fn limit_exceeded(id: Option<u64>, size: usize, needed: usize, max: usize) -> ! {
+    eprintln!(
+        "pagurus: {} needs a stack of more than {needed} bytes (it has {size}), over its \
+         max_stack_size of {max} bytes. Raise Builder::max_stack_size, or use less stack \
+         (deep recursion, large arrays on the stack).",
+        who(id)
+    );
+    std::process::abort()
+}
+
+fn map_failed(id: Option<u64>, size: usize, err: std::io::Error) -> ! {
+    eprintln!(
+        "pagurus: out of memory growing the stack of {} to {size} bytes: {err}. Check ulimit -v, \
+         memory overcommit settings and vm.max_map_count.",
+        who(id)
+    );
+    std::process::abort()
+}
+
+fn who(id: Option<u64>) -> String {
+    match id {
+        Some(id) => format!("coroutine {id}"),
+        None => "a raw coroutine".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_double_at_least_and_cover_the_request() {
+        assert_eq!(next_size(4096, 1000, 100), Some(8192));
+        assert_eq!(next_size(4096, 1000, 1 << 20), Some(2 << 20));
+        assert_eq!(next_size(1 << 20, 4096, 4096), Some(2 << 20));
+        assert_eq!(next_size(4096, 0, usize::MAX), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder: the DWARF frame walker is being written.
