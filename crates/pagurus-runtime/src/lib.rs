@@ -11,7 +11,6 @@
 
 mod arch;
 mod coroutine;
-mod fault;
 mod grow;
 mod sched;
 pub mod stack;
@@ -31,7 +30,7 @@ pub use stats::{Stats, stats};
 fn prepare_process() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        fault::install();
+        grow::fault::install();
         warm_unwinder();
     });
 }

@@ -67,6 +67,9 @@
 
 use core::arch::{asm, naked_asm};
 
+mod signal;
+pub(crate) use signal::{SignalContext, prepare as prepare_signal_context};
+
 /// The function a fresh coroutine starts in. It receives the pointer given to [`init_stack`]
 /// and the value passed to the first [`switch`] into the stack, and must never return: it ends
 /// by switching away for the last time.
@@ -210,6 +213,14 @@ unsafe extern "sysv64" fn trampoline() -> ! {
         "ud2",
         ".cfi_endproc",
     )
+}
+
+/// Address of [`trampoline`], the outermost frame of every coroutine stack.
+///
+/// The frame walker (`grow::unwind`) takes the trampoline's extent from its CFI and reports a walk
+/// that reaches it as one that covered the whole coroutine stack.
+pub(crate) fn trampoline_start() -> usize {
+    trampoline as *const () as usize
 }
 
 /// Writes the initial frame of a coroutine whose stack ends at `top` and returns the stack

@@ -108,6 +108,8 @@ pub(crate) struct Context {
     limit: Cell<usize>,
     /// Headroom asked for by the pending `Suspend::Grow`.
     grow_request: Cell<usize>,
+    /// The largest size the stack may grow to.
+    max_size: Cell<usize>,
     growths: Cell<u64>,
     body: Body,
     data: Cell<*const ()>,
@@ -123,6 +125,7 @@ impl Context {
             stack: UnsafeCell::new(None),
             limit: Cell::new(0),
             grow_request: Cell::new(0),
+            max_size: Cell::new(0),
             growths: Cell::new(0),
             body,
             data: Cell::new(ptr::null()),
@@ -137,14 +140,15 @@ impl Context {
     }
 
     /// Gives the context its stack and lays out the first frame on it; the first resume will
-    /// run `body(data)` there.
+    /// run `body(data)` there, and the stack may grow up to `max_size` bytes.
     ///
     /// # Safety
     /// The context must not have a stack yet, and must not move in memory from now until its
     /// coroutine is done (the initial frame records its address). `data` must satisfy `body`'s
     /// contract whenever the coroutine runs.
-    pub(crate) unsafe fn start(&self, stack: Stack, data: *const ()) {
+    pub(crate) unsafe fn start(&self, stack: Stack, data: *const (), max_size: usize) {
         self.data.set(data);
+        self.max_size.set(max_size);
         let top = stack.top() as *mut u8;
         // SAFETY: `top` is the 16-aligned end of a fresh read/write stack with far more than
         // INIT_FRAME_BYTES below it; `entry` upholds EntryFn for a pinned `Context` pointer.
@@ -172,18 +176,23 @@ impl Context {
         self.grow_request.get()
     }
 
-    /// Installs `new` after `moved` copied the suspended image into it; returns the old stack.
+    /// The largest size the stack may grow to. Async-signal-safe.
+    pub(crate) fn max_size(&self) -> usize {
+        self.max_size.get()
+    }
+
+    /// Installs `new` after `moved` copied the coroutine's image into it; returns the old stack.
+    /// Async-signal-safe.
     ///
     /// # Safety
-    /// The coroutine must be suspended, and `moved` must have copied its whole live image (from
-    /// at most `saved_sp`) from the current stack into `new`.
-    pub(crate) unsafe fn replace_stack(&self, new: Stack, moved: &Move) -> Stack {
+    /// The coroutine must be stopped (suspended, or interrupted by the signal being handled), and
+    /// `moved` must have copied its whole live image from the current stack into `new`.
+    pub(crate) unsafe fn replace_stack(&self, new: Stack, moved: &Move) -> Option<Stack> {
         self.saved_sp.set(moved.adjust(self.saved_sp()) as *mut u8);
         self.limit.set(new.bottom());
-        self.growths.set(self.growths.get() + 1);
-        // SAFETY: see `has_stack`; the coroutine is suspended, so nothing refers to the slot.
-        let old = unsafe { (*self.stack.get()).replace(new) };
-        old.expect("a suspended coroutine has a stack")
+        self.growths.set(self.growths.get().wrapping_add(1));
+        // SAFETY: see `has_stack`; the coroutine is stopped, so nothing refers to the slot.
+        unsafe { (*self.stack.get()).replace(new) }
     }
 
     /// Takes the stack back once the coroutine is done (or will never run again).

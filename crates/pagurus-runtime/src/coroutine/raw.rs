@@ -74,6 +74,7 @@ impl<'a> Coroutine<'a> {
     {
         validate_stack_size("stack_size", stack_size)?;
         let stack = Stack::new(stack_size)?;
+        crate::grow::fault::prepare_thread();
         let inner = Box::new(Inner {
             ctx: Context::new(run_body),
             body: UnsafeCell::new(Some(Box::new(f))),
@@ -83,7 +84,7 @@ impl<'a> Coroutine<'a> {
         let data = &*inner as *const Inner<'_> as *const ();
         // SAFETY: the context is fresh and lives on the heap, where it stays until `drop`;
         // `data` is the Inner that `run_body` expects.
-        unsafe { inner.ctx.start(stack, data) };
+        unsafe { inner.ctx.start(stack, data, MAX_STACK_SIZE) };
         let inner = NonNull::from(Box::leak(inner));
         Ok(Coroutine {
             inner,
@@ -122,7 +123,7 @@ impl<'a> Coroutine<'a> {
             match unsafe { inner.ctx.resume(arg) } {
                 Suspend::Done => return self.finished(),
                 Suspend::Grow => {
-                    grow_suspended(&inner.ctx, None, MAX_STACK_SIZE, None);
+                    grow_suspended(&inner.ctx, None, None);
                     arg = RESUME;
                 }
                 Suspend::Yield | Suspend::Park | Suspend::Call => return true,

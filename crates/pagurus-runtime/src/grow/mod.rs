@@ -14,6 +14,7 @@
 //! that points into the old stack, and adjusting `saved_sp`, the one pointer into the stack the
 //! runtime keeps.
 
+pub(crate) mod fault;
 pub(crate) mod relocate;
 #[allow(dead_code, reason = "the fault path that uses the walker lands next")]
 pub(crate) mod unwind;
@@ -43,13 +44,9 @@ pub(crate) fn next_size(current: usize, used: usize, need: usize) -> Option<usiz
 /// goes back to it.
 ///
 /// Aborts the process, with a message naming the coroutine (`id`), when the size needed exceeds
-/// `max` or no memory can be mapped: a coroutine cannot continue without the stack it asked for.
-pub(crate) fn grow_suspended(
-    ctx: &Context,
-    pool: Option<&mut StackPool>,
-    max: usize,
-    id: Option<u64>,
-) {
+/// the context's `max_size` or no memory can be mapped: a coroutine cannot continue without the stack it asked for.
+pub(crate) fn grow_suspended(ctx: &Context, mut pool: Option<&mut StackPool>, id: Option<u64>) {
+    let max = ctx.max_size();
     let Some(old) = ctx.span() else { return };
     let sp = ctx.saved_sp();
     let size = old.top - old.bottom;
@@ -62,19 +59,20 @@ pub(crate) fn grow_suspended(
         Some(n) if n <= max => n,
         _ => limit_exceeded(id, size, used.saturating_add(need), max),
     };
-    let new = match pool {
-        Some(pool) => {
-            let new = pool.get(new_size);
-            new.unwrap_or_else(|err| map_failed(id, new_size, err))
-        }
-        None => Stack::new(new_size).unwrap_or_else(|err| map_failed(id, new_size, err)),
+    let new = match pool.as_deref_mut() {
+        Some(pool) => pool.get(new_size),
+        None => Stack::new(new_size),
     };
+    let new = new.unwrap_or_else(|err| map_failed(id, new_size, err));
     let moved = Move::new(old, new.top(), sp, 0);
     // SAFETY: the coroutine is suspended, so its image [sp, old.top) is stable and readable; the
     // new stack is ours, writable, disjoint from the old one, and large enough (new_size >= used).
     let copied = unsafe { moved.copy_and_adjust() };
     // SAFETY: the whole live image (from saved_sp up) was just copied into `new`.
     let old_stack = unsafe { ctx.replace_stack(new, &moved) };
+    if let (Some(old_stack), Some(pool)) = (old_stack, pool) {
+        pool.put(old_stack);
+    }
     stats::stack_grew(copied);
     tracing::trace!(
         id,
@@ -83,7 +81,6 @@ pub(crate) fn grow_suspended(
         copied,
         "coroutine stack grew"
     );
-    drop(old_stack);
 }
 
 fn limit_exceeded(id: Option<u64>, size: usize, needed: usize, max: usize) -> ! {

@@ -480,15 +480,29 @@ fn scheduled_context(what: &str) -> *const Context {
     ctx
 }
 
-/// The id of the scheduled coroutine running on this thread, if the innermost context is one.
-/// Async-signal-safe: two thread-local loads and a few field reads.
-pub(crate) fn current_coroutine_id() -> Option<u64> {
+/// The id of the scheduled coroutine whose context is `ctx`, if it is this thread's current one
+/// (`None` for raw coroutines). Async-signal-safe.
+pub(crate) fn current_coroutine_id_for(ctx: &Context) -> Option<u64> {
     let core = WorkerCore::current()?;
-    let ctx = core.current_ctx();
-    if ctx.is_null() || !ptr::eq(ctx, current_context()) {
+    if !ptr::eq(core.current_ctx(), ctx) {
         return None;
     }
     core.current_task_id()
+}
+
+/// A pooled stack of `size` bytes from this thread's worker, for the fault handler.
+/// Async-signal-safe.
+pub(crate) fn pooled_stack_for_signal(size: usize) -> Option<crate::stack::Stack> {
+    WorkerCore::current()?.take_pooled_stack(size)
+}
+
+/// Returns a stack to this thread's worker pool from the fault handler, without allocating;
+/// `Err` gives it back when that is not possible. Async-signal-safe.
+pub(crate) fn pool_stack_for_signal(stack: crate::stack::Stack) -> Result<(), crate::stack::Stack> {
+    match WorkerCore::current() {
+        Some(core) => core.give_back_stack(stack),
+        None => Err(stack),
+    }
 }
 
 /// The running scheduled coroutine, `None` on a plain thread.

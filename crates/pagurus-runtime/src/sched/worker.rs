@@ -40,7 +40,7 @@ use slab::Slab;
 use super::Shared;
 use super::task::{ACTIVE, DONE, Header, NOTIFIED, PARKED, PHASE, Task, TaskRef};
 use crate::coroutine::{CANCEL, Context, RESUME, Suspend};
-use crate::stack::StackPool;
+use crate::stack::{Stack, StackPool};
 use crate::stats;
 
 /// How often a busy worker looks at its inbox, its stealable deque and the global injector before
@@ -185,6 +185,7 @@ impl WorkerCore {
 
     /// Makes this core the calling thread's core until the guard drops.
     pub(crate) fn enter(&self) -> EnterGuard {
+        crate::grow::fault::prepare_thread();
         CORE.with(|c| {
             assert!(
                 c.get().is_null(),
@@ -203,6 +204,20 @@ impl WorkerCore {
         unsafe {
             Arc::increment_strong_count(ptr);
             Some(Arc::from_raw(ptr))
+        }
+    }
+
+    /// Takes a pooled stack for the fault handler, if the pool is not borrowed (it never is while
+    /// a coroutine runs; the check is for safety). Async-signal-safe.
+    pub(crate) fn take_pooled_stack(&self, size: usize) -> Option<Stack> {
+        self.pool.try_borrow_mut().ok()?.take_pooled(size)
+    }
+
+    /// Gives a stack back from the fault handler without allocating. Async-signal-safe.
+    pub(crate) fn give_back_stack(&self, stack: Stack) -> Result<(), Stack> {
+        match self.pool.try_borrow_mut() {
+            Ok(mut pool) => pool.put_without_allocating(stack),
+            Err(_) => Err(stack),
         }
     }
 
@@ -243,11 +258,9 @@ impl WorkerCore {
     /// Moves the suspended coroutine to the larger stack it asked for with `Suspend::Grow`.
     #[cold]
     fn grow(&self, header: &Header) {
-        let max = self.shared.config.max_stack_size;
         crate::grow::grow_suspended(
             &header.ctx,
             Some(&mut self.pool.borrow_mut()),
-            max,
             Some(header.id),
         );
     }
@@ -384,7 +397,11 @@ impl WorkerCore {
         // SAFETY: the context lives inside the task's Arc allocation, which does not move and is
         // kept alive by `live` until the coroutine is done; `data` is the TaskCell its body
         // expects (every task type's body takes its own cell).
-        unsafe { header.ctx.start(stack, data) };
+        unsafe {
+            header
+                .ctx
+                .start(stack, data, self.shared.config.max_stack_size)
+        };
         header.slot.set(self.live.borrow_mut().insert(task.clone()));
     }
 

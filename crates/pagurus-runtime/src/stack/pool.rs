@@ -36,14 +36,32 @@ impl StackPool {
 
     /// A stack of exactly `size` usable bytes, from the pool when one is there.
     pub(crate) fn get(&mut self, size: usize) -> io::Result<Stack> {
-        match self.free[Self::class(size)].pop() {
-            Some(stack) => {
-                self.pooled_bytes -= size;
-                self.stats.pooled(self.pooled_bytes);
-                Ok(stack)
-            }
+        match self.take_pooled(size) {
+            Some(stack) => Ok(stack),
             None => Stack::new(size),
         }
+    }
+
+    /// Gives a stack back without allocating: `Err` (the stack) when its free list has no spare
+    /// capacity or the pool is full. Async-signal-safe.
+    pub(crate) fn put_without_allocating(&mut self, stack: Stack) -> Result<(), Stack> {
+        let size = stack.size();
+        let list = &mut self.free[Self::class(size)];
+        if list.len() == list.capacity() || self.pooled_bytes + size > self.limit_bytes {
+            return Err(stack);
+        }
+        list.push(stack);
+        self.pooled_bytes += size;
+        self.stats.pooled(self.pooled_bytes);
+        Ok(())
+    }
+
+    /// Takes a pooled stack of `size` bytes, never mapping one. Async-signal-safe.
+    pub(crate) fn take_pooled(&mut self, size: usize) -> Option<Stack> {
+        let stack = self.free.get_mut(Self::class(size))?.pop()?;
+        self.pooled_bytes -= size;
+        self.stats.pooled(self.pooled_bytes);
+        Some(stack)
     }
 
     /// Gives a stack back; it is unmapped instead when the pool is full.

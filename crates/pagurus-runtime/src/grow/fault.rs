@@ -1,0 +1,367 @@
+//! The fault path: a coroutine touches its guard region, SIGSEGV arrives, the handler moves the
+//! stack into a larger one, edits the saved register state, and returns; the faulting
+//! instruction re-executes on the new stack.
+//!
+//! # Whose fault is it
+//!
+//! The handler reads `CURRENT` (the innermost context running on this thread) and checks that
+//! the faulting address lies in that context's guard region. Every other fault goes to the
+//! action installed before ours (std's, which reports overflows of thread stacks, or the default
+//! action), so a null dereference still dies with SIGSEGV.
+//!
+//! # How much to grow
+//!
+//! The new stack must hold everything from the top down to the lowest address the faulting code
+//! is about to use: the fault address, the stack pointer minus the red zone, and any general
+//! register pointing into the guard. The last covers the probe loops of large frames, which
+//! compute their lower bound (in `r11`) before touching the first page: that bound is where the
+//! frame will end. The size is the next power of two above that, and at least double the old.
+//!
+//! # What is moved
+//!
+//! [`Move`] copies the image from the stack pointer minus the 128-byte red zone (optimised code
+//! keeps data there without moving `rsp`) to the top, adjusting every word that points into the
+//! old stack or its guard; then the same rule is applied to the sixteen general registers
+//! (`rip` excluded) and to every 64-bit lane of the vector registers in the signal frame (XMM,
+//! and the YMM/ZMM parts in the XSAVE area: release builds copy structs of pointers through
+//! vector registers).
+//!
+//! # Async-signal safety
+//!
+//! No allocation, no lock, no `tracing`, no panic: the handler reads const-initialised
+//! thread-locals, takes a stack from the worker's pool only if no one holds it (`try_borrow_mut`)
+//! or maps one (`mmap`/`mprotect` are plain system calls), unmaps the old one, uses wrapping
+//! arithmetic throughout, and formats messages into a buffer on its own stack for `write(2)`.
+//! `errno` is saved and restored. It runs on an alternate signal stack the runtime installs on
+//! every thread that runs coroutines ([`prepare_thread`]), because the faulting stack has no
+//! room by definition.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::mem::MaybeUninit;
+use std::sync::{Once, OnceLock};
+
+use super::relocate::Move;
+use crate::arch::SignalContext;
+use crate::coroutine::{Context, current_context};
+use crate::stack::{PAGE_SIZE, Stack};
+use crate::stats;
+
+/// Bytes of the SysV red zone below the stack pointer.
+const RED_ZONE: usize = 128;
+/// Headroom added above what the faulting code needs, so the next frames do not fault at once.
+const FAULT_SLACK: usize = 2 * PAGE_SIZE;
+/// Size of the alternate signal stack the runtime gives each thread that runs coroutines. The
+/// handler copies in a loop and walks frames with fixed-size buffers; std's default (a few KiB)
+/// is too small for the walk.
+const ALTSTACK_SIZE: usize = 256 * 1024;
+
+/// The actions for SIGSEGV and SIGBUS before ours.
+struct Previous {
+    segv: libc::sigaction,
+    bus: libc::sigaction,
+}
+
+static PREVIOUS: OnceLock<Previous> = OnceLock::new();
+static INSTALL: Once = Once::new();
+
+/// Installs the handler, once per process. Called before any coroutine stack exists.
+pub(crate) fn install() {
+    INSTALL.call_once(|| {
+        crate::arch::prepare_signal_context();
+        let previous = Previous {
+            segv: current_action(libc::SIGSEGV),
+            bus: current_action(libc::SIGBUS),
+        };
+        if PREVIOUS.set(previous).is_err() {
+            return;
+        }
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; we fill the fields
+        // sigaction(2) reads.
+        let mut action: libc::sigaction = unsafe { MaybeUninit::zeroed().assume_init() };
+        action.sa_sigaction = on_fault as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        for sig in [libc::SIGSEGV, libc::SIGBUS] {
+            // SAFETY: `action` is fully initialised and `on_fault` has the SA_SIGINFO signature.
+            let rc = unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
+            if rc != 0 {
+                tracing::warn!(
+                    sig,
+                    "cannot install the pagurus fault handler; stacks cannot grow by fault"
+                );
+            }
+        }
+    });
+}
+
+fn current_action(sig: libc::c_int) -> libc::sigaction {
+    // SAFETY: sigaction with a null new action only writes the current one into `old`, which is
+    // valid for writes.
+    unsafe {
+        let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+        libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr());
+        old.assume_init()
+    }
+}
+
+/// This thread's alternate signal stack (with a guard page below), unmapped when the thread
+/// exits. Not a coroutine stack: it is not counted in `stats()`.
+struct AltStack {
+    map: memmap2::MmapMut,
+}
+
+impl AltStack {
+    fn new() -> std::io::Result<AltStack> {
+        let mut map = memmap2::MmapOptions::new()
+            .len(ALTSTACK_SIZE + PAGE_SIZE)
+            .stack()
+            .map_anon()?;
+        // SAFETY: the first page lies inside the mapping we own and nothing refers to it.
+        if unsafe { libc::mprotect(map.as_mut_ptr().cast(), PAGE_SIZE, libc::PROT_NONE) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(AltStack { map })
+    }
+
+    fn bottom(&self) -> usize {
+        self.map.as_ptr() as usize + PAGE_SIZE
+    }
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        // Disable it first if it is still the installed one.
+        // SAFETY: sigaltstack with a null new stack only reads the current one into `cur`.
+        let mut cur: libc::stack_t = unsafe { MaybeUninit::zeroed().assume_init() };
+        // SAFETY: `cur` is valid for writes.
+        unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) };
+        if cur.ss_sp as usize == self.bottom() {
+            let disable = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: disabling the alternate stack of this thread, which is not on it now.
+            unsafe { libc::sigaltstack(&disable, std::ptr::null_mut()) };
+        }
+    }
+}
+
+thread_local! {
+    static ALTSTACK: RefCell<Option<AltStack>> = const { RefCell::new(None) };
+}
+
+/// Makes sure this thread has an alternate signal stack of at least [`ALTSTACK_SIZE`] bytes for
+/// the handler. Called by every thread before it runs coroutines (workers, `block_on` callers,
+/// raw coroutine owners); after the first call on a thread it is a thread-local check.
+pub(crate) fn prepare_thread() {
+    ALTSTACK.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_some() {
+            return;
+        }
+        // SAFETY: a zeroed stack_t is valid; sigaltstack writes the current one into it.
+        let mut cur: libc::stack_t = unsafe { MaybeUninit::zeroed().assume_init() };
+        // SAFETY: `cur` is valid for writes; a null new stack changes nothing.
+        unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) };
+        if cur.ss_flags & libc::SS_DISABLE == 0 && cur.ss_size >= ALTSTACK_SIZE {
+            return; // someone already gave this thread a big enough one
+        }
+        let Ok(alt) = AltStack::new() else {
+            tracing::warn!("cannot map an alternate signal stack; stack growth by fault may crash");
+            return;
+        };
+        let new = libc::stack_t {
+            ss_sp: alt.bottom() as *mut libc::c_void,
+            ss_flags: 0,
+            ss_size: ALTSTACK_SIZE,
+        };
+        // SAFETY: `new` describes a mapping we own and keep alive (in ALTSTACK) until the thread
+        // exits, where the AltStack drop uninstalls it before unmapping.
+        if unsafe { libc::sigaltstack(&new, std::ptr::null_mut()) } == 0 {
+            *slot = Some(alt);
+        }
+    });
+}
+
+/// The signal handler. Async-signal-safe (see the module docs).
+extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; si_addr is defined for
+    // SIGSEGV and SIGBUS.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let ctx = current_context();
+    // SAFETY: CURRENT holds the context running on this thread (alive), or null.
+    match unsafe { ctx.as_ref() } {
+        Some(ctx) if in_guard(ctx, addr) => {
+            // SAFETY: `ucontext` is the third argument of this running SA_SIGINFO handler.
+            let mut regs = unsafe { SignalContext::from_raw(ucontext) };
+            grow_faulting(ctx, &mut regs, addr);
+        }
+        _ => chain(sig, info, ucontext),
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+fn in_guard(ctx: &Context, addr: usize) -> bool {
+    ctx.span()
+        .is_some_and(|s| (s.guard_start..s.bottom).contains(&addr))
+}
+
+/// Moves the faulting coroutine's stack; returns normally so the instruction re-executes.
+fn grow_faulting(ctx: &Context, regs: &mut SignalContext, addr: usize) {
+    let Some(old) = ctx.span() else { return };
+    let sp = regs.sp();
+    let mut lowest = addr.min(sp.wrapping_sub(RED_ZONE));
+    for &r in regs.general_registers().iter() {
+        let r = r as usize;
+        if (old.guard_start..old.bottom).contains(&r) {
+            lowest = lowest.min(r);
+        }
+    }
+    let size = old.top.wrapping_sub(old.bottom);
+    let needed = old.top.wrapping_sub(lowest).saturating_add(FAULT_SLACK);
+    let new_size = needed
+        .checked_next_power_of_two()
+        .unwrap_or(usize::MAX)
+        .max(size.saturating_mul(2));
+    let max = ctx.max_size();
+    if new_size > max {
+        report_limit(ctx, size, needed, max);
+    }
+    let Some(new) = take_stack(new_size) else {
+        report_oom(ctx, new_size)
+    };
+    let moved = Move::new(old, new.top(), sp, RED_ZONE);
+    // SAFETY: the coroutine is stopped in this handler, so nothing else writes its stack; the
+    // source range is readable (clamped to the usable part), the new stack is ours, writable,
+    // disjoint and at least `needed` bytes, which covers the copy.
+    let copied = unsafe { moved.copy_and_adjust() };
+    for r in regs.general_registers() {
+        *r = moved.adjust(*r as usize) as libc::greg_t;
+    }
+    regs.for_each_vector_lane(|lane| *lane = moved.adjust(*lane as usize) as u64);
+    // SAFETY: the image was copied and the registers follow; the coroutine resumes on `new`.
+    if let Some(old_stack) = unsafe { ctx.replace_stack(new, &moved) } {
+        give_back(old_stack);
+    }
+    stats::stack_grew(copied);
+}
+
+/// A stack of `size` bytes: from this worker's pool when it is free to borrow, else mapped.
+fn take_stack(size: usize) -> Option<Stack> {
+    if let Some(stack) = crate::sched::pooled_stack_for_signal(size) {
+        return Some(stack);
+    }
+    Stack::new(size).ok()
+}
+
+/// Returns an old stack to the pool if it has room without allocating; unmaps it otherwise.
+fn give_back(stack: Stack) {
+    if let Err(stack) = crate::sched::pool_stack_for_signal(stack) {
+        drop(stack); // munmap: a plain system call
+    }
+}
+
+fn report_limit(ctx: &Context, size: usize, needed: usize, max: usize) -> ! {
+    let mut buf = Buf::new();
+    let _ = writeln!(
+        buf,
+        "pagurus: {} needs a stack of more than {needed} bytes (it has {size}), over its \
+         max_stack_size of {max} bytes. Raise Builder::max_stack_size, or use less stack \
+         (deep recursion, large arrays on the stack).",
+        Who(crate::sched::current_coroutine_id_for(ctx))
+    );
+    buf.write_and_abort()
+}
+
+fn report_oom(ctx: &Context, size: usize) -> ! {
+    let mut buf = Buf::new();
+    let _ = writeln!(
+        buf,
+        "pagurus: out of memory growing the stack of {} to {size} bytes. Check ulimit -v, memory \
+         overcommit settings and vm.max_map_count.",
+        Who(crate::sched::current_coroutine_id_for(ctx))
+    );
+    buf.write_and_abort()
+}
+
+/// Names a coroutine in a report: `coroutine 42`, or `a raw coroutine`.
+struct Who(Option<u64>);
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "coroutine {id}"),
+            None => f.write_str("a raw coroutine"),
+        }
+    }
+}
+
+/// A fixed buffer `fmt::Write` can fill without allocating; output past its end is dropped.
+struct Buf {
+    bytes: [u8; 768],
+    len: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        Buf {
+            bytes: [0; 768],
+            len: 0,
+        }
+    }
+
+    fn write_and_abort(&self) -> ! {
+        // SAFETY: write(2) and abort(3) are async-signal-safe; the buffer holds `len` bytes.
+        unsafe {
+            libc::write(libc::STDERR_FILENO, self.bytes.as_ptr().cast(), self.len);
+            libc::abort()
+        }
+    }
+}
+
+impl std::fmt::Write for Buf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Hands a fault that is not ours to the action installed before ours.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
+    let Some(previous) = PREVIOUS.get() else {
+        return restore_default(sig);
+    };
+    let action = if sig == libc::SIGBUS {
+        &previous.bus
+    } else {
+        &previous.segv
+    };
+    match action.sa_sigaction {
+        // Ignoring a fault would re-execute the faulting instruction forever: treat it as default.
+        libc::SIG_DFL | libc::SIG_IGN => restore_default(sig),
+        handler if action.sa_flags & libc::SA_SIGINFO != 0 => {
+            // SAFETY: the previous owner registered this address as an SA_SIGINFO handler.
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { std::mem::transmute(handler) };
+            f(sig, info, ucontext);
+        }
+        handler => {
+            // SAFETY: the previous owner registered this address as a plain handler.
+            let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+            f(sig);
+        }
+    }
+}
+
+/// Resets `sig` to its default action; returning then re-executes the faulting instruction,
+/// which kills the process with the signal.
+fn restore_default(sig: libc::c_int) {
+    // SAFETY: signal(2) with SIG_DFL is async-signal-safe.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
