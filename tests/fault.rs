@@ -129,3 +129,48 @@ fn main_thread_overflow_still_reported_by_std() {
     );
     assert!(!stderr.contains("pagurus:"), "stderr:\n{stderr}");
 }
+
+#[test]
+fn stale_pointer_into_a_moved_stack_is_reported_by_quarantine() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    // A global is invisible to the relocation engine: the pointer kept here goes stale.
+    static STALE: AtomicUsize = AtomicUsize::new(0);
+    let Some(out) = in_child(
+        "stale_pointer_into_a_moved_stack_is_reported_by_quarantine",
+        "stale",
+    ) else {
+        let rt = pagurus::Runtime::builder()
+            .workers(1)
+            .stack_quarantine(true)
+            .build()
+            .unwrap();
+        rt.block_on(|| {
+            pagurus::spawn(|| {
+                let local = black_box([7u64; 4]);
+                STALE.store(black_box(&local) as *const _ as usize, SeqCst);
+                pagurus::stack::ensure(1 << 20);
+                let stale = STALE.load(SeqCst) as *const u64;
+                // SAFETY: none: this child exists to use a pointer that went stale.
+                black_box(unsafe { stale.read_volatile() })
+            })
+            .join()
+            .unwrap()
+        });
+        unreachable!("reading through the stale pointer must fault");
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("pagurus: a pointer into the old stack of coroutine "),
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("was used after the stack moved"),
+        "stderr:\n{stderr}"
+    );
+    assert!(stderr.contains("instruction at 0x"), "stderr:\n{stderr}");
+}

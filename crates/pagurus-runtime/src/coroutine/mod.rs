@@ -93,6 +93,15 @@ thread_local! {
     static CURRENT: Cell<*const Context> = const { Cell::new(ptr::null()) };
 }
 
+/// How a coroutine's stack may grow.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GrowthLimits {
+    /// The largest size the stack may reach.
+    pub(crate) max_size: usize,
+    /// Quarantine the stacks it moves out of (see `grow::quarantine`).
+    pub(crate) quarantine: bool,
+}
+
 /// The code a context runs: `body(data)` once, on the coroutine's stack. `body` must not unwind.
 pub(crate) type Body = unsafe fn(data: *const ());
 
@@ -110,6 +119,8 @@ pub(crate) struct Context {
     grow_request: Cell<usize>,
     /// The largest size the stack may grow to.
     max_size: Cell<usize>,
+    /// Whether stacks this coroutine moves out of are quarantined (see `grow::quarantine`).
+    quarantine: Cell<bool>,
     growths: Cell<u64>,
     body: Body,
     data: Cell<*const ()>,
@@ -126,6 +137,7 @@ impl Context {
             limit: Cell::new(0),
             grow_request: Cell::new(0),
             max_size: Cell::new(0),
+            quarantine: Cell::new(false),
             growths: Cell::new(0),
             body,
             data: Cell::new(ptr::null()),
@@ -140,15 +152,16 @@ impl Context {
     }
 
     /// Gives the context its stack and lays out the first frame on it; the first resume will
-    /// run `body(data)` there, and the stack may grow up to `max_size` bytes.
+    /// run `body(data)` there, and the stack may grow as `limits` say.
     ///
     /// # Safety
     /// The context must not have a stack yet, and must not move in memory from now until its
     /// coroutine is done (the initial frame records its address). `data` must satisfy `body`'s
     /// contract whenever the coroutine runs.
-    pub(crate) unsafe fn start(&self, stack: Stack, data: *const (), max_size: usize) {
+    pub(crate) unsafe fn start(&self, stack: Stack, data: *const (), limits: GrowthLimits) {
         self.data.set(data);
-        self.max_size.set(max_size);
+        self.max_size.set(limits.max_size);
+        self.quarantine.set(limits.quarantine);
         let top = stack.top() as *mut u8;
         // SAFETY: `top` is the 16-aligned end of a fresh read/write stack with far more than
         // INIT_FRAME_BYTES below it; `entry` upholds EntryFn for a pinned `Context` pointer.
@@ -179,6 +192,11 @@ impl Context {
     /// The largest size the stack may grow to. Async-signal-safe.
     pub(crate) fn max_size(&self) -> usize {
         self.max_size.get()
+    }
+
+    /// Whether old stacks go to quarantine instead of back to a pool. Async-signal-safe.
+    pub(crate) fn quarantines(&self) -> bool {
+        self.quarantine.get()
     }
 
     /// Installs `new` after `moved` copied the coroutine's image into it; returns the old stack.

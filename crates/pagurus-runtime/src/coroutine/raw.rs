@@ -30,8 +30,9 @@ use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
-use super::{CANCEL, Cancelled, Context, RESUME, Suspend, current_context, suspend};
+use super::{CANCEL, Cancelled, Context, GrowthLimits, RESUME, Suspend, current_context, suspend};
 use crate::grow::grow_suspended;
+use crate::grow::quarantine;
 use crate::sched::validate_stack_size;
 use crate::stack::Stack;
 
@@ -84,7 +85,11 @@ impl<'a> Coroutine<'a> {
         let data = &*inner as *const Inner<'_> as *const ();
         // SAFETY: the context is fresh and lives on the heap, where it stays until `drop`;
         // `data` is the Inner that `run_body` expects.
-        unsafe { inner.ctx.start(stack, data, MAX_STACK_SIZE) };
+        let limits = GrowthLimits {
+            max_size: MAX_STACK_SIZE,
+            quarantine: quarantine::default_enabled(),
+        };
+        unsafe { inner.ctx.start(stack, data, limits) };
         let inner = NonNull::from(Box::leak(inner));
         Ok(Coroutine {
             inner,

@@ -41,6 +41,7 @@ use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::sync::{Once, OnceLock};
 
+use super::quarantine;
 use super::relocate::Move;
 use crate::arch::SignalContext;
 use crate::coroutine::{Context, current_context};
@@ -199,7 +200,11 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ucontext: *
             let mut regs = unsafe { SignalContext::from_raw(ucontext) };
             grow_faulting(ctx, &mut regs, addr);
         }
-        _ => chain(sig, info, ucontext),
+        _ => match quarantine::lookup(addr) {
+            // SAFETY: as above.
+            Some(id) => report_stale(id, addr, unsafe { SignalContext::from_raw(ucontext) }.pc()),
+            None => chain(sig, info, ucontext),
+        },
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
@@ -244,8 +249,13 @@ fn grow_faulting(ctx: &Context, regs: &mut SignalContext, addr: usize) {
     }
     regs.for_each_vector_lane(|lane| *lane = moved.adjust(*lane as usize) as u64);
     // SAFETY: the image was copied and the registers follow; the coroutine resumes on `new`.
-    if let Some(old_stack) = unsafe { ctx.replace_stack(new, &moved) } {
-        give_back(old_stack);
+    match unsafe { ctx.replace_stack(new, &moved) } {
+        Some(old) if ctx.quarantines() => quarantine::admit(
+            old,
+            crate::sched::current_coroutine_id_for(ctx).unwrap_or(0),
+        ),
+        Some(old) => give_back(old),
+        None => {}
     }
     stats::stack_grew(copied);
 }
@@ -284,6 +294,43 @@ fn report_oom(ctx: &Context, size: usize) -> ! {
         "pagurus: out of memory growing the stack of {} to {size} bytes. Check ulimit -v, memory \
          overcommit settings and vm.max_map_count.",
         Who(crate::sched::current_coroutine_id_for(ctx))
+    );
+    buf.write_and_abort()
+}
+
+/// A stale pointer into a quarantined old stack was used: say whose and where, then abort.
+fn report_stale(id: u64, addr: usize, pc: usize) -> ! {
+    let mut buf = Buf::new();
+    let who = Who((id != 0).then_some(id));
+    let _ = write!(
+        buf,
+        "pagurus: a pointer into the old stack of {who} was used after the stack moved (fault at \
+         {addr:#x}, instruction at {pc:#x}"
+    );
+    // Best effort, and the process is about to abort: dladdr takes the loader's lock, which the
+    // faulting code could only hold if the stale pointer was used inside the dynamic loader.
+    // SAFETY: dladdr only writes the Dl_info it is given.
+    let mut info: libc::Dl_info = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: `info` is valid for writes; dladdr reads no other memory of ours.
+    if unsafe { libc::dladdr(pc as *const libc::c_void, &mut info) } != 0 {
+        let (name, base) = if info.dli_sname.is_null() {
+            (info.dli_fname, info.dli_fbase as usize)
+        } else {
+            (info.dli_sname, info.dli_saddr as usize)
+        };
+        if !name.is_null() {
+            // SAFETY: dladdr returns NUL-terminated strings owned by the loader.
+            let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
+            let name = std::str::from_utf8(name).unwrap_or("?");
+            let _ = write!(buf, " in {name}+{:#x}", pc.wrapping_sub(base));
+        }
+    }
+    let _ = writeln!(
+        buf,
+        "). A move fixes pointers held on the stack and in registers only; pointers to stack data \
+         kept in the heap, a global or another thread go stale. Keep such data on the heap, or \
+         call pagurus::stack::ensure before lending it (design.md, \"What may point into a \
+         coroutine stack\")."
     );
     buf.write_and_abort()
 }

@@ -15,6 +15,7 @@
 //! runtime keeps.
 
 pub(crate) mod fault;
+pub(crate) mod quarantine;
 pub(crate) mod relocate;
 #[allow(dead_code, reason = "the fault path that uses the walker lands next")]
 pub(crate) mod unwind;
@@ -70,8 +71,10 @@ pub(crate) fn grow_suspended(ctx: &Context, mut pool: Option<&mut StackPool>, id
     let copied = unsafe { moved.copy_and_adjust() };
     // SAFETY: the whole live image (from saved_sp up) was just copied into `new`.
     let old_stack = unsafe { ctx.replace_stack(new, &moved) };
-    if let (Some(old_stack), Some(pool)) = (old_stack, pool) {
-        pool.put(old_stack);
+    match (old_stack, pool) {
+        (Some(old), _) if ctx.quarantines() => quarantine::admit(old, id.unwrap_or(0)),
+        (Some(old), Some(pool)) => pool.put(old),
+        _ => {}
     }
     stats::stack_grew(copied);
     tracing::trace!(

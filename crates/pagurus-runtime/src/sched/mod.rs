@@ -53,6 +53,16 @@ pub(crate) struct Config {
     )]
     pub(crate) max_stack_size: usize,
     pub(crate) stack_pool_bytes: usize,
+    pub(crate) stack_quarantine: bool,
+}
+
+impl Config {
+    pub(crate) fn growth_limits(&self) -> crate::coroutine::GrowthLimits {
+        crate::coroutine::GrowthLimits {
+            max_size: self.max_stack_size,
+            quarantine: self.stack_quarantine,
+        }
+    }
 }
 
 /// What the workers of one runtime share.
@@ -92,6 +102,7 @@ pub struct Builder {
     initial_stack_size: usize,
     max_stack_size: usize,
     stack_pool_bytes: usize,
+    stack_quarantine: Option<bool>,
 }
 
 impl Default for Builder {
@@ -101,6 +112,7 @@ impl Default for Builder {
             initial_stack_size: PAGE_SIZE,
             max_stack_size: 1 << 30,
             stack_pool_bytes: 16 << 20,
+            stack_quarantine: None,
         }
     }
 }
@@ -132,6 +144,17 @@ impl Builder {
         self
     }
 
+    /// Quarantine the stacks coroutines move out of when they grow: instead of being reused, an
+    /// old stack's memory is released and its mapping made inaccessible, so a stale pointer into
+    /// it (one kept in the heap, a global or another thread, which the move cannot fix) faults
+    /// and is reported with the coroutine and the instruction, instead of reading whatever reused
+    /// the memory. Default: on in debug builds, off in release; the environment variable
+    /// `PAGURUS_STACK_QUARANTINE=1` (or `0`) overrides the default.
+    pub fn stack_quarantine(mut self, on: bool) -> Builder {
+        self.stack_quarantine = Some(on);
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// Fails with [`io::ErrorKind::InvalidInput`] naming the parameter when a setting is out of
@@ -157,6 +180,9 @@ impl Builder {
             initial_stack_size: self.initial_stack_size,
             max_stack_size: self.max_stack_size,
             stack_pool_bytes: self.stack_pool_bytes,
+            stack_quarantine: self
+                .stack_quarantine
+                .unwrap_or_else(crate::grow::quarantine::default_enabled),
         };
         let deques: Vec<Deque<TaskRef>> = (0..workers).map(|_| Deque::new_fifo()).collect();
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..workers)

@@ -400,7 +400,7 @@ impl WorkerCore {
         unsafe {
             header
                 .ctx
-                .start(stack, data, self.shared.config.max_stack_size)
+                .start(stack, data, self.shared.config.growth_limits())
         };
         header.slot.set(self.live.borrow_mut().insert(task.clone()));
     }

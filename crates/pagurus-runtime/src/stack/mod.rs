@@ -171,6 +171,28 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Gives up ownership of the mapping without unmapping it: `(start, len, size)` of the whole
+    /// mapping (guard included) and the usable size. Async-signal-safe.
+    pub(crate) fn into_raw(self) -> (usize, usize, usize) {
+        let parts = (self.guard_start(), self.map.len(), self.size);
+        // Forgetting skips both our Drop and the map's munmap: the mapping lives on, owned by
+        // whoever holds the parts.
+        std::mem::forget(self);
+        parts
+    }
+
+    /// Unmaps a mapping given up by [`Stack::into_raw`]. Async-signal-safe.
+    ///
+    /// # Safety
+    /// The parts come from `into_raw`, and this is called once for them.
+    pub(crate) unsafe fn unmap_raw(start: usize, len: usize, size: usize) {
+        // SAFETY: per the contract the range is a whole mapping nobody else owns.
+        unsafe { libc::munmap(start as *mut libc::c_void, len) };
+        stats::stack_unmapped(size);
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         stats::stack_unmapped(self.size);
