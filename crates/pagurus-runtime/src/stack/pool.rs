@@ -11,6 +11,9 @@ use crate::stats;
 
 /// Size classes go from one page (class 0) up to 2^47 bytes.
 const CLASSES: usize = 36;
+/// Free-list capacity reserved per class, so that stacks moved out of by the fault handler can
+/// come back to the pool.
+const SIGNAL_SPARE: usize = 8;
 
 pub(crate) struct StackPool {
     free: [Vec<Stack>; CLASSES],
@@ -23,7 +26,9 @@ impl StackPool {
     /// A pool that keeps at most `limit_bytes` of usable stack memory.
     pub(crate) fn new(limit_bytes: usize) -> StackPool {
         StackPool {
-            free: std::array::from_fn(|_| Vec::new()),
+            // Spare capacity up front: the fault handler may only return a stack to a list that
+            // has room without allocating.
+            free: std::array::from_fn(|_| Vec::with_capacity(SIGNAL_SPARE)),
             pooled_bytes: 0,
             limit_bytes,
             stats: stats::Local::new(),
