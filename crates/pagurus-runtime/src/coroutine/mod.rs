@@ -122,6 +122,8 @@ pub(crate) struct Context {
     /// Whether stacks this coroutine moves out of are quarantined (see `grow::quarantine`).
     quarantine: Cell<bool>,
     growths: Cell<u64>,
+    /// `growths` when the resumer last reported them (the fault handler cannot log).
+    reported_growths: Cell<u64>,
     body: Body,
     data: Cell<*const ()>,
 }
@@ -139,6 +141,7 @@ impl Context {
             max_size: Cell::new(0),
             quarantine: Cell::new(false),
             growths: Cell::new(0),
+            reported_growths: Cell::new(0),
             body,
             data: Cell::new(ptr::null()),
         }
@@ -187,6 +190,18 @@ impl Context {
 
     pub(crate) fn grow_request(&self) -> usize {
         self.grow_request.get()
+    }
+
+    /// Emits a `tracing` event for growths that happened since the last call (the fault handler
+    /// only counts them). Called by resumers, from normal context, after each resume.
+    #[inline]
+    pub(crate) fn report_growths(&self, id: Option<u64>) {
+        let growths = self.growths.get();
+        if growths != self.reported_growths.get() {
+            self.reported_growths.set(growths);
+            let size = self.span().map_or(0, |s| s.top - s.bottom);
+            tracing::debug!(id, growths, size, "coroutine stack grew");
+        }
     }
 
     /// The largest size the stack may grow to. Async-signal-safe.

@@ -125,7 +125,9 @@ impl<'a> Coroutine<'a> {
         loop {
             // SAFETY: the context has a stack (given in `new`, taken only once done), is
             // suspended, and being !Send it has only ever run on this thread.
-            match unsafe { inner.ctx.resume(arg) } {
+            let reason = unsafe { inner.ctx.resume(arg) };
+            inner.ctx.report_growths(None);
+            match reason {
                 Suspend::Done => return self.finished(),
                 Suspend::Grow => {
                     grow_suspended(&inner.ctx, None, None);

@@ -377,6 +377,7 @@ impl WorkerCore {
         };
         self.current.set(None);
         self.current_ctx.set(std::ptr::null());
+        header.ctx.report_growths(Some(header.id));
         if reason == Suspend::Done {
             self.finish(&task);
         }
