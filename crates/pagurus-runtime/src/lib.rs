@@ -31,6 +31,7 @@ fn prepare_process() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         grow::fault::install();
+        #[cfg(panic = "unwind")]
         warm_unwinder();
     });
 }
@@ -40,7 +41,9 @@ fn prepare_process() {
 /// The first unwind in a process makes the dynamic linker resolve libgcc's lazily bound symbols
 /// (`_Unwind_Find_FDE`, `_Unwind_Resume`, ...), and the resolver saves the whole extended
 /// register state on the stack: over 2 KiB, more than a 4 KiB coroutine has left once a panic is
-/// under way. Doing it here, where stacks are large, binds them for every later unwind.
+/// under way. Doing it here, where stacks are large, binds them for every later unwind. (Built
+/// with `panic = "abort"` nothing unwinds, and unwinding here would abort.)
+#[cfg(panic = "unwind")]
 fn warm_unwinder() {
     struct Cleanup;
     impl Drop for Cleanup {

@@ -2,14 +2,15 @@
 //!
 //! Each target gets one file exposing the same tiny interface:
 //!
-//! - [`switch`]: save the callee-saved registers of the running side on its own stack, store its
-//!   stack pointer, load the other side's stack pointer and restore its registers.
-//! - [`init_stack`]: lay out a fresh stack so that the first [`switch`] into it enters
-//!   [`coroutine_entry`](crate::coroutine) through a trampoline whose unwind info ends the stack.
-//! - [`stack_pointer`]: the current stack pointer.
+//! - `resume` / `suspend`: enter a coroutine from its resumer, and leave it for its resumer,
+//!   saving only the callee-saved registers of the side that leaves.
+//! - `init_stack`: lay out a fresh stack so that the first `resume` enters `coroutine::entry`
+//!   through a trampoline whose unwind info ends the stack.
+//! - `stack_pointer`: the current stack pointer.
+//! - `SignalContext`: the registers of a thread stopped by a signal (for growth by fault).
 //!
 //! Everything else in the runtime is architecture-neutral. Only x86_64 Linux is implemented; an
-//! aarch64 port adds `aarch64.rs` with the same three items.
+//! aarch64 port adds `aarch64.rs` with the same items.
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod x86_64;

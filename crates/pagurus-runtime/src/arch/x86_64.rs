@@ -71,7 +71,7 @@ mod signal;
 pub(crate) use signal::{SignalContext, prepare as prepare_signal_context};
 
 /// The function a fresh coroutine starts in. It receives the pointer given to [`init_stack`]
-/// and the value passed to the first [`switch`] into the stack, and must never return: it ends
+/// and the value passed to the first [`resume`] of the stack, and must never return: it ends
 /// by switching away for the last time.
 pub(crate) type EntryFn = unsafe extern "sysv64" fn(data: *mut u8, arg: usize) -> !;
 

@@ -121,6 +121,8 @@ pub(crate) struct Context {
     max_size: Cell<usize>,
     /// Whether stacks this coroutine moves out of are quarantined (see `grow::quarantine`).
     quarantine: Cell<bool>,
+    /// Whether a `CANCEL` resume has already been turned into a `Cancelled` unwind.
+    cancel_raised: Cell<bool>,
     growths: Cell<u64>,
     /// `growths` when the resumer last reported them (the fault handler cannot log).
     reported_growths: Cell<u64>,
@@ -140,6 +142,7 @@ impl Context {
             grow_request: Cell::new(0),
             max_size: Cell::new(0),
             quarantine: Cell::new(false),
+            cancel_raised: Cell::new(false),
             growths: Cell::new(0),
             reported_growths: Cell::new(0),
             body,
@@ -207,6 +210,15 @@ impl Context {
     /// The largest size the stack may grow to. Async-signal-safe.
     pub(crate) fn max_size(&self) -> usize {
         self.max_size.get()
+    }
+
+    /// Whether a suspension that was resumed with `arg` must raise `Cancelled`: only for the
+    /// first `CANCEL`. A coroutine resumed with `CANCEL` again has suspended during or after that
+    /// unwind (a destructor waiting for something, or code that caught it); raising again inside
+    /// a destructor would abort the process, so later cancellations just return, and the
+    /// canceller keeps resuming until the coroutine finishes or gives up on it.
+    pub(crate) fn should_raise_cancel(&self, arg: usize) -> bool {
+        arg == CANCEL && !self.cancel_raised.replace(true)
     }
 
     /// Whether old stacks go to quarantine instead of back to a pool. Async-signal-safe.

@@ -156,7 +156,12 @@ impl Drop for Coroutine<'_> {
     fn drop(&mut self) {
         // A suspended coroutine unwinds its stack so that its destructors run. The first resume
         // of a coroutine that never ran skips its body entirely (see `entry`).
-        for _ in 0..CANCEL_ATTEMPTS {
+        let attempts = if cfg!(panic = "unwind") {
+            CANCEL_ATTEMPTS
+        } else {
+            0
+        };
+        for _ in 0..attempts {
             if self.is_done() {
                 break;
             }
@@ -164,14 +169,19 @@ impl Drop for Coroutine<'_> {
             // while unwinding: it is done all the same, and a destructor must not panic.
             let _ = panic::catch_unwind(AssertUnwindSafe(|| self.resume_with(CANCEL)));
         }
-        if !self.is_done() {
-            tracing::warn!(
-                "raw coroutine kept suspending after {CANCEL_ATTEMPTS} cancellations; \
-                 its stack is freed without unwinding"
+        if !self.is_done() && self.inner().ctx.has_stack() {
+            // Its stack may hold borrows of data whose lifetime ends when this drop returns (a
+            // scoped thread still writing to it, say): neither freeing the stack nor returning
+            // can be made safe. Stop here, loudly.
+            eprintln!(
+                "pagurus: a raw coroutine was dropped while suspended and could not be unwound \
+                 (it kept suspending after {attempts} cancellations, or the program is built with \
+                 panic = \"abort\"); aborting, since its borrows would outlive their data"
             );
+            std::process::abort();
         }
-        // SAFETY: `inner` came from Box::leak in `new`; the coroutine is done or will never be
-        // resumed again, so no reference into it survives this point.
+        // SAFETY: `inner` came from Box::leak in `new`; the coroutine is done or never started,
+        // so no reference into it survives this point.
         drop(unsafe { Box::from_raw(self.inner.as_ptr()) });
     }
 }
@@ -190,9 +200,11 @@ impl Suspender {
             ptr::eq(current_context(), self.ctx),
             "Suspender::suspend called outside the coroutine it belongs to"
         );
-        // SAFETY: we are on the stack of `self.ctx`, the current context (checked above).
-        let arg = unsafe { suspend(&*self.ctx, Suspend::Yield) };
-        if arg == CANCEL {
+        // SAFETY: `self.ctx` is the current context (checked above), so it is alive.
+        let ctx = unsafe { &*self.ctx };
+        // SAFETY: we are on the stack of that context.
+        let arg = unsafe { suspend(ctx, Suspend::Yield) };
+        if ctx.should_raise_cancel(arg) {
             panic::resume_unwind(Box::new(Cancelled));
         }
     }

@@ -40,7 +40,7 @@ pub use task::JoinHandle;
 use task::{Header, Task, TaskCell, TaskRef};
 use worker::{Msg, WorkerCore, WorkerHandle};
 
-use crate::coroutine::{CANCEL, Cancelled, Context, Suspend, current_context, suspend};
+use crate::coroutine::{Cancelled, Context, Suspend, current_context, suspend};
 use crate::stack::{PAGE_SIZE, StackPool};
 
 /// Settings fixed when a runtime is built.
@@ -221,13 +221,17 @@ impl Builder {
     }
 }
 
+/// The largest stack size accepted anywhere (64 TiB): far beyond any real stack, and within the
+/// pools' size classes.
+const MAX_STACK_SIZE_LIMIT: usize = 1 << 46;
+
 fn invalid(param: &str, what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, format!("{param} {what}"))
 }
 
 /// Checks a stack size parameter: a power of two, at least one page.
 pub(crate) fn validate_stack_size(param: &str, bytes: usize) -> io::Result<()> {
-    if bytes.is_power_of_two() && bytes >= PAGE_SIZE {
+    if bytes.is_power_of_two() && (PAGE_SIZE..=MAX_STACK_SIZE_LIMIT).contains(&bytes) {
         Ok(())
     } else {
         Err(invalid(
@@ -487,9 +491,11 @@ pub(crate) fn park() {
 fn suspend_scheduled(what: &str, reason: Suspend) {
     let ctx = scheduled_context(what);
     // SAFETY: `scheduled_context` checked that we run on the stack of the worker's current
-    // coroutine, which is the innermost context of this thread.
-    let arg = unsafe { suspend(&*ctx, reason) };
-    if arg == CANCEL {
+    // coroutine, which is the innermost context of this thread (so it is alive).
+    let ctx = unsafe { &*ctx };
+    // SAFETY: as above: we are that context's coroutine, on its stack.
+    let arg = unsafe { suspend(ctx, reason) };
+    if ctx.should_raise_cancel(arg) {
         panic::resume_unwind(Box::new(Cancelled));
     }
 }

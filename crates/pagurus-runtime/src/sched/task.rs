@@ -117,9 +117,11 @@ impl Header {
     pub(crate) unsafe fn set_home(&self, home: &Arc<WorkerHandle>) {
         // SAFETY: wakers read `home` only after seeing PARKED (Acquire), which the worker stores
         // (Release) after this write; before that, only this worker touches it.
-        let slot = unsafe { &mut *self.home.get() };
-        if slot.is_none() {
-            *slot = Some(home.clone());
+        // Only the check goes through a shared read: a `&mut` is made only to fill an empty
+        // slot, which no waker can be reading (they read it only after PARKED).
+        if unsafe { (*self.home.get()).is_none() } {
+            // SAFETY: as above: empty, so unobserved.
+            unsafe { *self.home.get() = Some(home.clone()) };
         }
     }
 

@@ -288,6 +288,8 @@ impl WorkerCore {
             let (task, reason) = self.run_task(task, RESUME);
             if reason == Suspend::Yield {
                 self.local.borrow_mut().push_back(task);
+            } else {
+                drop_quietly(task);
             }
         }
         self.shutdown();
@@ -413,7 +415,8 @@ impl WorkerCore {
         if let Some(stack) = header.ctx.take_stack() {
             self.pool.borrow_mut().put(stack);
         }
-        drop(self.live.borrow_mut().remove(header.slot.get()));
+        let live = self.live.borrow_mut().remove(header.slot.get());
+        drop_quietly(live);
         self.stats.coroutine_finished();
     }
 
@@ -570,17 +573,27 @@ impl WorkerCore {
     /// Cancels every coroutine this worker owns, then drops its queues.
     ///
     /// Each started coroutine is resumed with `CANCEL`, which makes its suspension point unwind
-    /// its stack (destructors run) up to the task body, which completes with [`Cancelled`]
-    /// (`crate::coroutine::Cancelled`). Coroutines that never started just drop their closure.
+    /// its stack (destructors run) up to the task body, which completes with `Cancelled`.
+    /// Coroutines that never started just drop their closure. A coroutine that keeps suspending
+    /// (it caught the unwind, or a destructor waits on something) is resumed again, up to
+    /// `CANCEL_ATTEMPTS` times, then abandoned: completed with `Cancelled` and its stack leaked,
+    /// never freed, since live borrows (a scoped thread, say) may still point into it. Built with
+    /// `panic = "abort"`, nothing can unwind, so every started coroutine is abandoned that way.
     fn shutdown(&self) {
-        for _ in 0..CANCEL_ATTEMPTS {
+        let attempts = if cfg!(panic = "unwind") {
+            CANCEL_ATTEMPTS
+        } else {
+            0
+        };
+        for _ in 0..attempts {
             let started: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
             if started.is_empty() {
                 break;
             }
             for task in started {
                 if task.header().state.load(Acquire) & PHASE != DONE {
-                    drop(self.run_task(task, CANCEL));
+                    let (task, _) = self.run_task(task, CANCEL);
+                    drop_quietly(task);
                 }
             }
         }
@@ -588,36 +601,66 @@ impl WorkerCore {
         for task in stubborn {
             tracing::warn!(
                 id = task.header().id,
-                "coroutine kept suspending after {CANCEL_ATTEMPTS} cancellations; \
-                 its stack is freed without unwinding"
+                "coroutine still suspended after {attempts} cancellations; its stack is leaked"
             );
             self.abandon(&task);
+            drop_quietly(task);
         }
-        // Whatever is still queued either never started or is already done.
-        let mut queued: Vec<TaskRef> = self.local.borrow_mut().drain(..).collect();
-        queued.extend(self.lifo.take());
-        if let Some(deque) = &self.deque {
-            queued.extend(std::iter::from_fn(|| deque.pop()));
-        }
-        queued.extend(self.inbox.try_iter().filter_map(|msg| match msg {
-            Msg::Run(task) => Some(task),
-            Msg::Nudge | Msg::Shutdown => None,
-        }));
-        for task in queued {
-            self.abandon(&task);
+        // Whatever is still queued either never started or is already done. Dropping a closure
+        // may spawn again (its captures' destructors run here), so drain until nothing is left.
+        loop {
+            let mut queued: Vec<TaskRef> = self.local.borrow_mut().drain(..).collect();
+            queued.extend(self.lifo.take());
+            if let Some(deque) = &self.deque {
+                queued.extend(std::iter::from_fn(|| deque.pop()));
+            }
+            queued.extend(self.inbox.try_iter().filter_map(|msg| match msg {
+                Msg::Run(task) => Some(task),
+                Msg::Nudge | Msg::Shutdown => None,
+            }));
+            if queued.is_empty() {
+                break;
+            }
+            for task in queued {
+                self.abandon(&task);
+                drop_quietly(task);
+            }
         }
     }
 }
 
+/// Drops a task reference on the worker's own stack, where the last reference may drop a
+/// closure or an output whose destructor panics: that must not kill the worker (every coroutine
+/// pinned to it would hang), so the panic is caught and logged.
+fn drop_quietly(task: TaskRef) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(task))) {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("<non-string payload>");
+        tracing::error!("a destructor run by the scheduler panicked: {msg}");
+        // The payload itself may panic when dropped; leak it rather than risk that.
+        std::mem::forget(payload);
+    }
+}
+
 /// Ends a task that will never run again (see [`Task::abandon`]): completes it with
-/// `Cancelled` and frees its stack. Returns whether it was not done already.
+/// `Cancelled`. A started task's stack is leaked, not unmapped: the coroutine is stopped in the
+/// middle of its code, and borrows of its stack data (a scoped thread, a raw coroutine's caller)
+/// may still be in use. Returns whether it was not done already.
 pub(crate) fn abandon(task: &TaskRef) -> bool {
     let header = task.header();
     if header.state.swap(DONE, AcqRel) & PHASE == DONE {
         return false;
     }
-    task.abandon();
-    drop(header.ctx.take_stack());
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| task.abandon())) {
+        tracing::error!("dropping an abandoned coroutine's closure panicked");
+        std::mem::forget(payload);
+    }
+    if let Some(stack) = header.ctx.take_stack() {
+        std::mem::forget(stack);
+    }
     stats::coroutine_finished_elsewhere();
     true
 }
