@@ -245,6 +245,39 @@ pub(crate) unsafe fn init_stack(top: *mut u8, entry: EntryFn, data: *mut u8) -> 
     sp
 }
 
+/// Calls `f(arg)` with the stack pointer at `top`, then returns on the caller's stack.
+///
+/// Frame-pointer based: `rbp` holds the caller's stack pointer during the call, and the CFI says
+/// so, so unwinders and backtraces walk from the other stack back into the caller.
+///
+/// # Safety
+/// `top` must be the 16-byte aligned end of a mapped stack nothing else is using, large enough
+/// for `f`; `f` must not unwind.
+#[unsafe(naked)]
+pub(crate) unsafe extern "sysv64" fn call_on_stack(
+    arg: *mut u8,
+    f: unsafe extern "sysv64" fn(*mut u8),
+    top: usize,
+) {
+    naked_asm!(
+        ".cfi_startproc",
+        "push rbp",
+        ".cfi_def_cfa_offset 16",
+        ".cfi_offset rbp, -16",
+        "mov rbp, rsp",
+        ".cfi_def_cfa_register rbp",
+        // `top` is 16-aligned, as a call site must be; `arg` is already in rdi.
+        "mov rsp, rdx",
+        "call rsi",
+        "mov rsp, rbp",
+        ".cfi_def_cfa_register rsp",
+        "pop rbp",
+        ".cfi_def_cfa_offset 8",
+        "ret",
+        ".cfi_endproc",
+    )
+}
+
 /// The current stack pointer.
 #[inline(always)]
 pub(crate) fn stack_pointer() -> usize {

@@ -47,9 +47,6 @@ pub(crate) enum Suspend {
     Park = 1,
     /// Finished; the stack is free.
     Done = 2,
-    /// Asks the resumer to run a function on its own stack, then resume (see
-    /// `sched::on_system_stack`).
-    Call = 3,
     /// Asks the resumer to move this coroutine to a larger stack (`grow_request` bytes of
     /// headroom below the suspension point), then resume (see `stack::ensure`).
     Grow = 4,
@@ -60,7 +57,6 @@ impl Suspend {
         match word {
             0 => Suspend::Yield,
             1 => Suspend::Park,
-            3 => Suspend::Call,
             4 => Suspend::Grow,
             _ => Suspend::Done,
         }
@@ -307,6 +303,13 @@ unsafe extern "sysv64" fn entry(data: *mut u8, arg: usize) -> ! {
 #[inline]
 pub(crate) fn current_context() -> *const Context {
     CURRENT.with(|c| c.get())
+}
+
+/// Replaces this thread's current context, returning the previous one (for code that leaves the
+/// coroutine's stack without suspending it, like `stack::on_system_stack`).
+#[inline]
+pub(crate) fn set_current_context(ctx: *const Context) -> *const Context {
+    CURRENT.with(|c| c.replace(ctx))
 }
 
 #[inline]

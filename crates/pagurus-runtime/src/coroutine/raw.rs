@@ -133,7 +133,7 @@ impl<'a> Coroutine<'a> {
                     grow_suspended(&inner.ctx, None, None);
                     arg = RESUME;
                 }
-                Suspend::Yield | Suspend::Park | Suspend::Call => return true,
+                Suspend::Yield | Suspend::Park => return true,
             }
         }
     }

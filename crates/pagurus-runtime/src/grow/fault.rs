@@ -200,6 +200,7 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ucontext: *
             let mut regs = unsafe { SignalContext::from_raw(ucontext) };
             grow_faulting(ctx, &mut regs, addr);
         }
+        _ if crate::stack::system_stack_guard_contains(addr) => report_system_stack_overflow(),
         _ => match quarantine::lookup(addr) {
             // SAFETY: as above.
             Some(id) => report_stale(id, addr, unsafe { SignalContext::from_raw(ucontext) }.pc()),
@@ -294,6 +295,19 @@ fn report_oom(ctx: &Context, size: usize) -> ! {
         "pagurus: out of memory growing the stack of {} to {size} bytes. Check ulimit -v, memory \
          overcommit settings and vm.max_map_count.",
         Who(crate::sched::current_coroutine_id_for(ctx))
+    );
+    buf.write_and_abort()
+}
+
+/// Code on this thread's system stack used more than its 8 MiB.
+fn report_system_stack_overflow() -> ! {
+    let mut buf = Buf::new();
+    let _ = writeln!(
+        buf,
+        "pagurus: the system stack ({} bytes) overflowed, in a foreign call in Switch mode or in \
+         pagurus::stack::on_system_stack. Use Reserve mode with enough bytes (the coroutine stack \
+         grows up to max_stack_size), or use less stack.",
+        crate::stack::SYSTEM_STACK_SIZE
     );
     buf.write_and_abort()
 }

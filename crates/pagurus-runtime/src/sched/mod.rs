@@ -503,6 +503,13 @@ fn suspend_scheduled(what: &str, reason: Suspend) {
 /// The context of the scheduled coroutine the caller runs on.
 #[inline]
 fn scheduled_context(what: &str) -> *const Context {
+    if crate::stack::on_system_stack_active() {
+        panic!(
+            "pagurus::{what} called on the system stack (inside a foreign call in Switch mode, or \
+             pagurus::stack::on_system_stack): code there cannot suspend, since it does not run \
+             on the coroutine's own stack; suspend before the call or after it returns"
+        );
+    }
     let ctx = WorkerCore::current().map_or(ptr::null(), WorkerCore::current_ctx);
     assert!(
         !ctx.is_null() && ptr::eq(ctx, current_context()),

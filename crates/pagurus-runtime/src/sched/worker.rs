@@ -24,7 +24,6 @@
 //! the sleeper's second look finds the task. `searching` counts nudges in flight: while one is,
 //! further spawns do not nudge again, so a burst of spawns costs one wake-up, not one each.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
@@ -40,7 +39,7 @@ use slab::Slab;
 use super::Shared;
 use super::task::{ACTIVE, DONE, Header, NOTIFIED, PARKED, PHASE, Task, TaskRef};
 use crate::coroutine::{CANCEL, Context, RESUME, Suspend};
-use crate::stack::{Stack, StackPool};
+use crate::stack::{Stack, StackPool, on_system_stack};
 use crate::stats;
 
 /// How often a busy worker looks at its inbox, its stealable deque and the global injector before
@@ -113,10 +112,6 @@ pub(crate) struct WorkerCore {
     /// while it is set), and its context.
     current: Cell<Option<NonNull<dyn Task>>>,
     current_ctx: Cell<*const Context>,
-    /// A function the running coroutine asked to run on this stack (`on_system_stack`), and the
-    /// panic it raised, handed back.
-    call: Cell<Option<NonNull<dyn FnMut()>>>,
-    call_panic: Cell<Option<Box<dyn Any + Send>>>,
     tick: Cell<u32>,
     lifo_streak: Cell<u32>,
     /// Coroutine ids are taken from the process counter in blocks: `next_id..id_end`.
@@ -149,8 +144,6 @@ impl WorkerCore {
             pool: RefCell::new(pool),
             current: Cell::new(None),
             current_ctx: Cell::new(std::ptr::null()),
-            call: Cell::new(None),
-            call_panic: Cell::new(None),
             tick: Cell::new(0),
             lifo_streak: Cell::new(0),
             next_id: Cell::new(0),
@@ -237,7 +230,7 @@ impl WorkerCore {
     ///
     /// The common case (the `lifo` slot is free) touches nothing but that slot. Pushing to a
     /// deque or the injector (which may grow them, and crossbeam-epoch's deferred frees need a
-    /// 4 KiB frame) and waking a worker run on the worker's own stack.
+    /// 4 KiB frame) and waking a worker run on the thread's system stack.
     pub(crate) fn spawn(&self, task: TaskRef) {
         match &self.deque {
             Some(deque) => {
@@ -265,21 +258,6 @@ impl WorkerCore {
         );
     }
 
-    /// Runs the call a coroutine asked for with `Suspend::Call`, here on the worker's stack. A
-    /// panic is kept for the coroutine to re-raise on its own stack.
-    #[cold]
-    fn run_call(&self) {
-        let Some(mut call) = self.call.take() else {
-            unreachable!("Suspend::Call without a pending call")
-        };
-        // SAFETY: `on_system_stack` stored a pointer to a closure in its own frame and is
-        // suspended in that frame until we resume it, so the closure is alive and unaliased.
-        let call = unsafe { call.as_mut() };
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(call)) {
-            self.call_panic.set(Some(payload));
-        }
-    }
-
     /// The worker thread's whole life.
     pub(crate) fn run_worker(&self) {
         let _entered = self.enter();
@@ -305,7 +283,7 @@ impl WorkerCore {
             match reason {
                 Suspend::Done => return,
                 Suspend::Yield => task = t,
-                Suspend::Call | Suspend::Grow => unreachable!("run_task serves these itself"),
+                Suspend::Grow => unreachable!("run_task serves it itself"),
                 Suspend::Park => {
                     drop(t);
                     // Only the main coroutine lives here; it comes back through a wake-up.
@@ -350,10 +328,6 @@ impl WorkerCore {
             // queue), and pinned to this worker, so its context was last suspended on this thread.
             let reason = unsafe { header.ctx.resume(arg) };
             match reason {
-                Suspend::Call => {
-                    self.run_call();
-                    arg = RESUME;
-                }
                 Suspend::Grow => {
                     self.grow(header);
                     arg = RESUME;
@@ -695,37 +669,6 @@ impl Shared {
             }
         }
     }
-}
-
-/// Runs `f` on the worker thread's own stack when called from a scheduled coroutine (switching
-/// there and back, about two switches' cost), and directly anywhere else: on a plain thread, in
-/// scheduler code, or in a raw coroutine nested in a scheduled one (whose stack its creator
-/// sized). The runtime uses it for its own heavy paths, so that a 4 KiB coroutine stack only ever
-/// holds the coroutine's own frames. A panic in `f` resumes in the caller.
-pub(crate) fn on_system_stack<R>(f: impl FnOnce() -> R) -> R {
-    let Some(core) = WorkerCore::current() else {
-        return f();
-    };
-    let ctx = core.current_ctx();
-    if ctx.is_null() || !std::ptr::eq(ctx, crate::coroutine::current_context()) {
-        return f();
-    }
-    let mut f = Some(f);
-    let mut out = None;
-    let mut call = || out = f.take().map(|f| f());
-    let call: &mut dyn FnMut() = &mut call;
-    // SAFETY: only the lifetime is erased. The pointer is used by `run_call` while this frame is
-    // suspended below, and cleared (taken) before we are resumed.
-    let call: NonNull<dyn FnMut() + 'static> = unsafe { std::mem::transmute(NonNull::from(call)) };
-    core.call.set(Some(call));
-    // SAFETY: we run on the stack of the core's current coroutine (checked above), the innermost
-    // context of this thread.
-    let arg = unsafe { crate::coroutine::suspend(&*ctx, Suspend::Call) };
-    debug_assert_eq!(arg, RESUME, "a call is always resumed normally");
-    if let Some(payload) = core.call_panic.take() {
-        panic::resume_unwind(payload);
-    }
-    out.expect("the scheduler ran the call")
 }
 
 /// Clears the thread's core pointer when a worker or `block_on` leaves.

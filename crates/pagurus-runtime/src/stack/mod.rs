@@ -16,13 +16,17 @@
 //! the kernel's `vm.max_map_count` (65,530 by default) entries: about 32,000 live stacks is the
 //! ceiling until stacks are carved out of shared arenas.
 
+mod mapping;
 mod pool;
+mod system;
 
+pub(crate) use mapping::Mapping;
 pub(crate) use pool::StackPool;
+pub use system::{SYSTEM_STACK_SIZE, on_system_stack};
+pub(crate) use system::{on_system_stack_active, system_stack_guard_contains};
 
 use std::io;
 
-use memmap2::{MmapMut, MmapOptions};
 
 use crate::stats;
 
@@ -109,73 +113,52 @@ pub const PAGE_SIZE: usize = 4096;
 pub const GUARD_SIZE: usize = 4 << 20;
 
 /// One coroutine stack and its guard region.
-pub struct Stack {
-    map: MmapMut,
-    size: usize,
+pub(crate) struct Stack {
+    map: Mapping,
 }
-
-// SAFETY: a Stack is plain memory owned by whoever holds it; moving the owner between threads
-// moves nothing that is tied to a thread.
-unsafe impl Send for Stack {}
 
 impl Stack {
     /// Maps a stack with `size` usable bytes above a [`GUARD_SIZE`] guard.
     ///
     /// `size` must be a power of two no smaller than [`PAGE_SIZE`] (checked by the builder).
-    pub fn new(size: usize) -> io::Result<Stack> {
+    pub(crate) fn new(size: usize) -> io::Result<Stack> {
         debug_assert!(size.is_power_of_two() && size >= PAGE_SIZE);
         crate::prepare_process();
-        let len = size
-            .checked_add(GUARD_SIZE)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "stack size overflows"))?;
-        // MAP_STACK documents the intent (and keeps transparent huge pages off small stacks on
-        // recent kernels); MAP_NORESERVE keeps the guard from being charged against overcommit.
-        let mut map = MmapOptions::new()
-            .len(len)
-            .stack()
-            .no_reserve_swap()
-            .map_anon()?;
-        // SAFETY: the first GUARD_SIZE bytes lie inside the mapping we own; nothing refers to
-        // them yet, so revoking access cannot invalidate a live reference.
-        let rc = unsafe { libc::mprotect(map.as_mut_ptr().cast(), GUARD_SIZE, libc::PROT_NONE) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let map = Mapping::new(size, GUARD_SIZE)?;
         stats::stack_mapped(size);
-        Ok(Stack { map, size })
+        Ok(Stack { map })
     }
 
     /// Usable bytes.
-    pub fn size(&self) -> usize {
-        self.size
+    pub(crate) fn size(&self) -> usize {
+        self.map.size()
     }
 
     /// One past the highest usable byte; 16-byte aligned.
-    pub fn top(&self) -> usize {
-        self.map.as_ptr() as usize + self.map.len()
+    pub(crate) fn top(&self) -> usize {
+        self.map.top()
     }
 
     /// Lowest usable byte.
-    pub fn bottom(&self) -> usize {
-        self.top() - self.size
+    pub(crate) fn bottom(&self) -> usize {
+        self.map.bottom()
     }
 
     /// Lowest byte of the guard region.
-    pub fn guard_start(&self) -> usize {
-        self.map.as_ptr() as usize
+    pub(crate) fn guard_start(&self) -> usize {
+        self.map.start()
     }
 
     /// Whether `addr` lies in the usable part of the stack.
-    pub fn contains(&self, addr: usize) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, addr: usize) -> bool {
         (self.bottom()..self.top()).contains(&addr)
     }
-}
 
-impl Stack {
     /// Gives up ownership of the mapping without unmapping it: `(start, len, size)` of the whole
     /// mapping (guard included) and the usable size. Async-signal-safe.
     pub(crate) fn into_raw(self) -> (usize, usize, usize) {
-        let parts = (self.guard_start(), self.map.len(), self.size);
+        let parts = (self.guard_start(), self.top() - self.guard_start(), self.size());
         // Forgetting skips both our Drop and the map's munmap: the mapping lives on, owned by
         // whoever holds the parts.
         std::mem::forget(self);
@@ -195,7 +178,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        stats::stack_unmapped(self.size);
+        stats::stack_unmapped(self.size());
     }
 }
 
@@ -204,7 +187,7 @@ impl std::fmt::Debug for Stack {
         f.debug_struct("Stack")
             .field("bottom", &format_args!("{:#x}", self.bottom()))
             .field("top", &format_args!("{:#x}", self.top()))
-            .field("size", &self.size)
+            .field("size", &self.size())
             .finish()
     }
 }
