@@ -45,7 +45,7 @@ use super::quarantine;
 use super::relocate::Move;
 use crate::arch::SignalContext;
 use crate::coroutine::{Context, current_context};
-use crate::stack::{PAGE_SIZE, Stack};
+use crate::stack::{Mapping, PAGE_SIZE, Stack};
 use crate::stats;
 
 /// Bytes of the SysV red zone below the stack pointer.
@@ -108,25 +108,7 @@ fn current_action(sig: libc::c_int) -> libc::sigaction {
 /// This thread's alternate signal stack (with a guard page below), unmapped when the thread
 /// exits. Not a coroutine stack: it is not counted in `stats()`.
 struct AltStack {
-    map: memmap2::MmapMut,
-}
-
-impl AltStack {
-    fn new() -> std::io::Result<AltStack> {
-        let mut map = memmap2::MmapOptions::new()
-            .len(ALTSTACK_SIZE + PAGE_SIZE)
-            .stack()
-            .map_anon()?;
-        // SAFETY: the first page lies inside the mapping we own and nothing refers to it.
-        if unsafe { libc::mprotect(map.as_mut_ptr().cast(), PAGE_SIZE, libc::PROT_NONE) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(AltStack { map })
-    }
-
-    fn bottom(&self) -> usize {
-        self.map.as_ptr() as usize + PAGE_SIZE
-    }
+    map: Mapping,
 }
 
 impl Drop for AltStack {
@@ -136,7 +118,7 @@ impl Drop for AltStack {
         let mut cur: libc::stack_t = unsafe { MaybeUninit::zeroed().assume_init() };
         // SAFETY: `cur` is valid for writes.
         unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) };
-        if cur.ss_sp as usize == self.bottom() {
+        if cur.ss_sp as usize == self.map.bottom() {
             let disable = libc::stack_t {
                 ss_sp: std::ptr::null_mut(),
                 ss_flags: libc::SS_DISABLE,
@@ -168,19 +150,19 @@ pub(crate) fn prepare_thread() {
         if cur.ss_flags & libc::SS_DISABLE == 0 && cur.ss_size >= ALTSTACK_SIZE {
             return; // someone already gave this thread a big enough one
         }
-        let Ok(alt) = AltStack::new() else {
+        let Ok(map) = Mapping::new(ALTSTACK_SIZE, PAGE_SIZE) else {
             tracing::warn!("cannot map an alternate signal stack; stack growth by fault may crash");
             return;
         };
         let new = libc::stack_t {
-            ss_sp: alt.bottom() as *mut libc::c_void,
+            ss_sp: map.bottom() as *mut libc::c_void,
             ss_flags: 0,
             ss_size: ALTSTACK_SIZE,
         };
         // SAFETY: `new` describes a mapping we own and keep alive (in ALTSTACK) until the thread
         // exits, where the AltStack drop uninstalls it before unmapping.
         if unsafe { libc::sigaltstack(&new, std::ptr::null_mut()) } == 0 {
-            *slot = Some(alt);
+            *slot = Some(AltStack { map });
         }
     });
 }
