@@ -10,11 +10,23 @@
 //! `stats`.
 
 mod arch;
+mod blocking;
 mod coroutine;
+mod foreign;
 mod grow;
 mod sched;
 pub mod stack;
 mod stats;
+
+/// The foreign-call mode setting (the calls themselves are in `pagurus::ffi`).
+pub mod ffi_mode {
+    pub use crate::foreign::{Mode, current, set_current};
+}
+
+/// Calls that block, run on a pool of threads while the calling coroutine parks.
+pub mod offload {
+    pub use crate::blocking::run;
+}
 
 /// Coroutines without a scheduler (see [`raw::Coroutine`]).
 pub mod raw {

@@ -41,6 +41,7 @@ use task::{Header, Task, TaskCell, TaskRef};
 use worker::{Msg, WorkerCore, WorkerHandle};
 
 use crate::coroutine::{Cancelled, Context, Suspend, current_context, suspend};
+use crate::foreign::{AtomicMode, Mode};
 use crate::stack::{PAGE_SIZE, StackPool};
 
 /// Settings fixed when a runtime is built.
@@ -78,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) searching: AtomicUsize,
     /// Stack pools of `block_on` threads, kept between calls.
     main_pools: Mutex<Vec<StackPool>>,
+    /// How foreign calls made in this runtime run (see `pagurus::ffi`).
+    pub(crate) ffi_mode: AtomicMode,
 }
 
 /// Configures and builds a [`Runtime`].
@@ -103,6 +106,7 @@ pub struct Builder {
     max_stack_size: usize,
     stack_pool_bytes: usize,
     stack_quarantine: Option<bool>,
+    ffi_mode: Option<Mode>,
 }
 
 impl Default for Builder {
@@ -113,6 +117,7 @@ impl Default for Builder {
             max_stack_size: 1 << 30,
             stack_pool_bytes: 16 << 20,
             stack_quarantine: None,
+            ffi_mode: None,
         }
     }
 }
@@ -155,6 +160,15 @@ impl Builder {
         self
     }
 
+    /// How foreign calls (`pagurus::ffi::call`) run in this runtime until changed with
+    /// `pagurus::ffi::set_default_mode`. Default: the `PAGURUS_FFI_MODE` environment variable
+    /// (`switch`, `direct`, `reserve:<size>` such as `reserve:256k`, or `offload`) if set, else
+    /// `Switch`.
+    pub fn ffi_mode(mut self, mode: Mode) -> Builder {
+        self.ffi_mode = Some(mode);
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// Fails with [`io::ErrorKind::InvalidInput`] naming the parameter when a setting is out of
@@ -184,6 +198,10 @@ impl Builder {
                 .stack_quarantine
                 .unwrap_or_else(crate::grow::quarantine::default_enabled),
         };
+        let ffi_mode = match self.ffi_mode {
+            Some(mode) => mode,
+            None => crate::foreign::mode_from_env()?,
+        };
         let deques: Vec<Deque<TaskRef>> = (0..workers).map(|_| Deque::new_fifo()).collect();
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..workers)
             .map(|_| crossbeam_channel::unbounded::<Msg>())
@@ -199,6 +217,7 @@ impl Builder {
             idle: AtomicUsize::new(0),
             searching: AtomicUsize::new(0),
             main_pools: Mutex::new(Vec::new()),
+            ffi_mode: AtomicMode::new(ffi_mode),
         });
         let mut runtime = Runtime {
             shared: shared.clone(),
@@ -527,6 +546,44 @@ pub(crate) fn current_coroutine_id_for(ctx: &Context) -> Option<u64> {
         return None;
     }
     core.current_task_id()
+}
+
+/// The foreign-call mode of the runtime the caller runs in.
+pub(crate) fn current_ffi_mode() -> Option<Mode> {
+    Some(WorkerCore::current()?.shared.ffi_mode.load())
+}
+
+/// Sets the foreign-call mode of the runtime the caller runs in; `false` outside any runtime.
+pub(crate) fn set_current_ffi_mode(mode: Mode) -> bool {
+    match WorkerCore::current() {
+        Some(core) => {
+            core.shared.ffi_mode.store(mode);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Parks the calling scheduled coroutine without ever raising `Cancelled`: for waits that must
+/// not end early because another thread still uses the caller's stack (`offload::run`).
+pub(crate) fn park_uncancellable() {
+    let ctx = scheduled_context("park");
+    // SAFETY: `scheduled_context` checked that we are on this context's stack, and it is alive.
+    unsafe { suspend(&*ctx, Suspend::Park) };
+}
+
+/// Wakes a parked task (for `offload::run`).
+pub(crate) fn task_wake(task: &TaskRef) {
+    task::wake(task);
+}
+
+/// Whether the caller can park: it runs on a scheduled coroutine's own stack.
+pub(crate) fn can_park() -> bool {
+    !crate::stack::on_system_stack_active()
+        && WorkerCore::current().is_some_and(|core| {
+            let ctx = core.current_ctx();
+            !ctx.is_null() && ptr::eq(ctx, current_context())
+        })
 }
 
 /// A pooled stack of `size` bytes from this thread's worker, for the fault handler.

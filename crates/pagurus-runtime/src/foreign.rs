@@ -1,0 +1,200 @@
+//! How foreign calls run: the [`Mode`] switch, kept per runtime.
+//!
+//! The calls themselves live in the `pagurus-ffi` crate (`pagurus::ffi`); the runtime only keeps
+//! the setting, because it is part of a runtime's configuration (`Builder::ffi_mode`, the
+//! `PAGURUS_FFI_MODE` environment variable read when a runtime is built) and can be changed at
+//! any time while the runtime runs.
+
+use std::fmt;
+use std::io;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Where a foreign call runs.
+///
+/// ```
+/// # use pagurus_runtime as pagurus;
+/// use pagurus::ffi_mode::Mode;
+/// assert_eq!("reserve:256k".parse::<Mode>().unwrap(), Mode::Reserve { bytes: 256 * 1024 });
+/// assert_eq!(Mode::Switch.to_string(), "switch");
+/// assert!("fast".parse::<Mode>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// On this thread's large system stack (8 MiB), like cgo: safe for any C code, a few
+    /// nanoseconds per call. The default.
+    Switch,
+    /// Straight on the coroutine stack, no check: as cheap as a plain call. C frames that fault
+    /// in the guard region grow the stack like Rust frames; a single unprobed frame larger than
+    /// the guard (4 MiB) would not be detected.
+    Direct,
+    /// On the coroutine stack after making sure `bytes` of it are free (`stack::ensure`).
+    Reserve {
+        /// Headroom to guarantee before the call.
+        bytes: usize,
+    },
+    /// On a thread of the blocking-call pool while the calling coroutine parks, so the other
+    /// coroutines of its worker keep running: for calls that sleep or block.
+    Offload,
+}
+
+/// The accepted spellings, for error messages.
+const ACCEPTED: &str =
+    "switch, direct, reserve:<size> (e.g. reserve:256k, reserve:1m, reserve:65536), offload";
+
+impl FromStr for Mode {
+    type Err = io::Error;
+
+    fn from_str(s: &str) -> io::Result<Mode> {
+        let bad = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid foreign-call mode {s:?}: expected one of {ACCEPTED}"),
+            )
+        };
+        match s.trim().to_ascii_lowercase().as_str() {
+            "switch" => Ok(Mode::Switch),
+            "direct" => Ok(Mode::Direct),
+            "offload" => Ok(Mode::Offload),
+            other => {
+                let size = other.strip_prefix("reserve:").ok_or_else(bad)?;
+                let (digits, unit) = match size.as_bytes().last() {
+                    Some(b'k') => (&size[..size.len() - 1], 1 << 10),
+                    Some(b'm') => (&size[..size.len() - 1], 1 << 20),
+                    Some(b'g') => (&size[..size.len() - 1], 1 << 30),
+                    _ => (size, 1),
+                };
+                let n: usize = digits.parse().map_err(|_| bad())?;
+                let bytes = n.checked_mul(unit).ok_or_else(bad)?;
+                Ok(Mode::Reserve { bytes })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mode::Switch => f.write_str("switch"),
+            Mode::Direct => f.write_str("direct"),
+            Mode::Offload => f.write_str("offload"),
+            Mode::Reserve { bytes } => write!(f, "reserve:{bytes}"),
+        }
+    }
+}
+
+/// A [`Mode`] in one atomic word: the variant in the low two bits, `Reserve`'s bytes above.
+#[derive(Debug)]
+pub(crate) struct AtomicMode(AtomicU64);
+
+impl AtomicMode {
+    pub(crate) const fn new_switch() -> AtomicMode {
+        AtomicMode(AtomicU64::new(0))
+    }
+
+    pub(crate) fn new(mode: Mode) -> AtomicMode {
+        AtomicMode(AtomicU64::new(encode(mode)))
+    }
+
+    pub(crate) fn load(&self) -> Mode {
+        decode(self.0.load(Relaxed))
+    }
+
+    pub(crate) fn store(&self, mode: Mode) {
+        self.0.store(encode(mode), Relaxed);
+    }
+}
+
+fn encode(mode: Mode) -> u64 {
+    match mode {
+        Mode::Switch => 0,
+        Mode::Direct => 1,
+        Mode::Offload => 2,
+        Mode::Reserve { bytes } => 3 | ((bytes as u64) << 2),
+    }
+}
+
+fn decode(word: u64) -> Mode {
+    match word & 3 {
+        0 => Mode::Switch,
+        1 => Mode::Direct,
+        2 => Mode::Offload,
+        _ => Mode::Reserve {
+            bytes: (word >> 2) as usize,
+        },
+    }
+}
+
+/// The mode of calls made outside any runtime (where it rarely matters: there is no coroutine
+/// stack to protect).
+static OUTSIDE: AtomicMode = AtomicMode::new_switch();
+
+/// The mode a runtime starts with when its builder does not say: `PAGURUS_FFI_MODE` if set (an
+/// invalid value is an error), else [`Mode::Switch`].
+pub(crate) fn mode_from_env() -> io::Result<Mode> {
+    match std::env::var("PAGURUS_FFI_MODE") {
+        Ok(value) => value
+            .parse()
+            .map_err(|e: io::Error| io::Error::new(e.kind(), format!("PAGURUS_FFI_MODE: {e}"))),
+        Err(std::env::VarError::NotPresent) => Ok(Mode::Switch),
+        Err(std::env::VarError::NotUnicode(_)) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("PAGURUS_FFI_MODE is not valid UTF-8: expected one of {ACCEPTED}"),
+        )),
+    }
+}
+
+/// The mode of the runtime the caller runs in (its coroutines and workers), or of calls outside
+/// any runtime.
+pub fn current() -> Mode {
+    match crate::sched::current_ffi_mode() {
+        Some(mode) => mode,
+        None => OUTSIDE.load(),
+    }
+}
+
+/// Sets the mode of the runtime the caller runs in, for every later call that does not name its
+/// own; outside any runtime, the mode of calls made outside runtimes.
+pub fn set_current(mode: Mode) {
+    if !crate::sched::set_current_ffi_mode(mode) {
+        OUTSIDE.store(mode);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_spelling_and_round_trips() {
+        for (text, mode) in [
+            ("switch", Mode::Switch),
+            ("DIRECT", Mode::Direct),
+            (" offload ", Mode::Offload),
+            ("reserve:256k", Mode::Reserve { bytes: 256 << 10 }),
+            ("reserve:4m", Mode::Reserve { bytes: 4 << 20 }),
+            ("reserve:1g", Mode::Reserve { bytes: 1 << 30 }),
+            ("reserve:65536", Mode::Reserve { bytes: 65536 }),
+        ] {
+            let parsed: Mode = text.parse().unwrap();
+            assert_eq!(parsed, mode, "{text}");
+            assert_eq!(decode(encode(mode)), mode);
+            assert_eq!(parsed.to_string().parse::<Mode>().unwrap(), mode);
+        }
+        for bad in [
+            "",
+            "fast",
+            "reserve",
+            "reserve:",
+            "reserve:12x",
+            "reserve:-1k",
+        ] {
+            let err = bad.parse::<Mode>().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(
+                err.to_string().contains("switch, direct, reserve:<size>"),
+                "{err}"
+            );
+        }
+    }
+}
