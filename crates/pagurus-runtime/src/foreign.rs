@@ -96,6 +96,7 @@ impl AtomicMode {
         AtomicMode(AtomicU64::new(encode(mode)))
     }
 
+    #[inline]
     pub(crate) fn load(&self) -> Mode {
         decode(self.0.load(Relaxed))
     }
@@ -114,6 +115,7 @@ fn encode(mode: Mode) -> u64 {
     }
 }
 
+#[inline]
 fn decode(word: u64) -> Mode {
     match word & 3 {
         0 => Mode::Switch,
@@ -146,6 +148,7 @@ pub(crate) fn mode_from_env() -> io::Result<Mode> {
 
 /// The mode of the runtime the caller runs in (its coroutines and workers), or of calls outside
 /// any runtime.
+#[inline]
 pub fn current() -> Mode {
     match crate::sched::current_ffi_mode() {
         Some(mode) => mode,

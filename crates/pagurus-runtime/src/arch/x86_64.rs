@@ -250,13 +250,15 @@ pub(crate) unsafe fn init_stack(top: *mut u8, entry: EntryFn, data: *mut u8) -> 
 /// Frame-pointer based: `rbp` holds the caller's stack pointer during the call, and the CFI says
 /// so, so unwinders and backtraces walk from the other stack back into the caller.
 ///
+/// A panic in `f` unwinds through this frame into the caller, like through any call.
+///
 /// # Safety
 /// `top` must be the 16-byte aligned end of a mapped stack nothing else is using, large enough
-/// for `f`; `f` must not unwind.
+/// for `f`.
 #[unsafe(naked)]
-pub(crate) unsafe extern "sysv64" fn call_on_stack(
+pub(crate) unsafe extern "sysv64-unwind" fn call_on_stack(
     arg: *mut u8,
-    f: unsafe extern "sysv64" fn(*mut u8),
+    f: unsafe extern "sysv64-unwind" fn(*mut u8),
     top: usize,
 ) {
     naked_asm!(

@@ -305,13 +305,6 @@ pub(crate) fn current_context() -> *const Context {
     CURRENT.with(|c| c.get())
 }
 
-/// Replaces this thread's current context, returning the previous one (for code that leaves the
-/// coroutine's stack without suspending it, like `stack::on_system_stack`).
-#[inline]
-pub(crate) fn set_current_context(ctx: *const Context) -> *const Context {
-    CURRENT.with(|c| c.replace(ctx))
-}
-
 #[inline]
 /// Suspends the current coroutine, telling its resumer `reason`; returns what the resumer passed
 /// when it switched back ([`RESUME`] or [`CANCEL`]).
@@ -331,7 +324,7 @@ pub(crate) unsafe fn suspend(ctx: &Context, reason: Suspend) -> usize {
 #[inline]
 pub(crate) fn current_headroom() -> Option<usize> {
     let ctx = current_context();
-    if ctx.is_null() {
+    if ctx.is_null() || crate::stack::on_system_stack_active() {
         return None;
     }
     // SAFETY: CURRENT holds the context running on this thread, which is alive.
@@ -345,7 +338,7 @@ pub(crate) fn current_headroom() -> Option<usize> {
 #[inline(never)]
 pub(crate) fn request_growth(bytes: usize) {
     let ctx = current_context();
-    if ctx.is_null() {
+    if ctx.is_null() || crate::stack::on_system_stack_active() {
         return;
     }
     // SAFETY: CURRENT is the context running on this thread: we are on its stack, and its
@@ -359,7 +352,7 @@ pub(crate) fn request_growth(bytes: usize) {
 /// `(size, used, growths)` of the current coroutine's stack; `None` on a plain thread stack.
 pub(crate) fn current_usage() -> Option<(usize, usize, u64)> {
     let ctx = current_context();
-    if ctx.is_null() {
+    if ctx.is_null() || crate::stack::on_system_stack_active() {
         return None;
     }
     // SAFETY: CURRENT only ever holds a context that is running on this thread right now, and a

@@ -177,7 +177,9 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ucontext: *
     let ctx = current_context();
     // SAFETY: CURRENT holds the context running on this thread (alive), or null.
     match unsafe { ctx.as_ref() } {
-        Some(ctx) if in_guard(ctx, addr) => {
+        // On the system stack the registers are not the coroutine's: a fault there is never a
+        // growth of the coroutine.
+        Some(ctx) if !crate::stack::on_system_stack_active() && in_guard(ctx, addr) => {
             // SAFETY: `ucontext` is the third argument of this running SA_SIGINFO handler.
             let mut regs = unsafe { SignalContext::from_raw(ucontext) };
             grow_faulting(ctx, &mut regs, addr);

@@ -549,6 +549,7 @@ pub(crate) fn current_coroutine_id_for(ctx: &Context) -> Option<u64> {
 }
 
 /// The foreign-call mode of the runtime the caller runs in.
+#[inline]
 pub(crate) fn current_ffi_mode() -> Option<Mode> {
     Some(WorkerCore::current()?.shared.ffi_mode.load())
 }

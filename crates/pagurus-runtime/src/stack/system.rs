@@ -7,19 +7,19 @@
 //! thread's default stack, above a guard page; untouched pages cost nothing) and lives as long as
 //! the thread.
 //!
-//! While the closure runs, the thread has no current coroutine (`stack::current()` is `None`,
-//! `stack::ensure` does nothing), and code there cannot suspend: `yield_now`, `join` and other
-//! waits panic with a message saying why, because suspending would save the system stack's
-//! state as the coroutine's. Nested calls run directly. A panic in the closure is caught on the
-//! system stack and resumed on the caller's.
+//! While the closure runs, the thread is marked as on its system stack: `stack::current()` is
+//! `None`, `stack::ensure` does nothing, and code there cannot suspend (`yield_now`, `join` and
+//! other waits panic with a message saying why, because suspending would save the system stack's
+//! state as the coroutine's). Nested calls run directly. A panic in the closure unwinds from the
+//! system stack straight into the caller's frames: the switch function's unwind information
+//! describes the jump between the two stacks.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::panic::{self, AssertUnwindSafe};
+use std::mem::{ManuallyDrop, MaybeUninit};
 
 use super::{GUARD_SIZE, Mapping};
 use crate::arch;
-use crate::coroutine::{current_context, set_current_context};
+use crate::coroutine::current_context;
 
 /// Usable bytes of a system stack: as much as a thread gets by default.
 pub const SYSTEM_STACK_SIZE: usize = 8 << 20;
@@ -32,6 +32,9 @@ thread_local! {
     static GUARD: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     /// Whether this thread is running on its system stack now.
     static ACTIVE: Cell<bool> = const { Cell::new(false) };
+    /// The top of this thread's system stack, 0 until mapped: the fast path's copy (a plain
+    /// const cell, where `STACK` needs its destructor registered on every access).
+    static TOP: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Runs `f` on this thread's system stack when called from a coroutine, and directly anywhere
@@ -65,52 +68,74 @@ pub fn on_system_stack<R>(f: impl FnOnce() -> R) -> R {
     on_system_stack_now(f)
 }
 
+/// The top of this thread's system stack, mapping it on first use.
+#[inline]
+fn system_stack_top() -> usize {
+    match TOP.with(Cell::get) {
+        0 => map_system_stack(),
+        top => top,
+    }
+}
+
+#[cold]
+fn map_system_stack() -> usize {
+    STACK.with(|slot| {
+        let map = Mapping::new(SYSTEM_STACK_SIZE, GUARD_SIZE)
+            .unwrap_or_else(|err| panic!("pagurus: cannot map a system stack: {err}"));
+        let top = map.top();
+        GUARD.with(|g| g.set((map.start(), map.bottom())));
+        TOP.with(|t| t.set(top));
+        *slot.borrow_mut() = Some(map);
+        top
+    })
+}
+
 /// [`on_system_stack`] for a caller known to be on a coroutine stack.
-#[inline(never)]
+#[inline]
 fn on_system_stack_now<F: FnOnce() -> R, R>(f: F) -> R {
-    let top = STACK.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if slot.is_none() {
-            let map = Mapping::new(SYSTEM_STACK_SIZE, GUARD_SIZE)
-                .unwrap_or_else(|err| panic!("pagurus: cannot map a system stack: {err}"));
-            GUARD.with(|g| g.set((map.start(), map.bottom())));
-            *slot = Some(map);
-        }
-        slot.as_ref().map_or(0, Mapping::top)
-    });
+    let top = system_stack_top();
     let mut call = Call::<F, R> {
-        f: Some(f),
-        out: None,
+        f: ManuallyDrop::new(f),
+        out: MaybeUninit::uninit(),
     };
-    let ctx = set_current_context(std::ptr::null());
     ACTIVE.with(|a| a.set(true));
+    // Cleared on the way out, also when `f` panics: the unwind runs from the system stack through
+    // `call_on_stack`'s frame (its CFI describes the switch) back into this one.
+    let _active = Leave;
     // SAFETY: `top` is the 16-aligned end of this thread's system stack, which nothing else uses
-    // now (ACTIVE was false); `run::<F, R>` takes the `Call<F, R>` we pass and does not unwind.
+    // now (ACTIVE was false); `run::<F, R>` takes the `Call<F, R>` we pass, consumes `f` once and
+    // writes `out` unless it unwinds.
     unsafe { arch::call_on_stack((&raw mut call).cast(), run::<F, R>, top) };
-    ACTIVE.with(|a| a.set(false));
-    set_current_context(ctx);
-    match call.out {
-        Some(Ok(value)) => value,
-        Some(Err(payload)) => panic::resume_unwind(payload),
-        None => unreachable!("the system-stack call did not run"),
+    // SAFETY: `run` returned normally, so it wrote `out`.
+    unsafe { call.out.assume_init() }
+}
+
+/// Leaves the system stack's "active" state when dropped.
+struct Leave;
+
+impl Drop for Leave {
+    #[inline]
+    fn drop(&mut self) {
+        ACTIVE.with(|a| a.set(false));
     }
 }
 
 struct Call<F, R> {
-    f: Option<F>,
-    out: Option<Result<R, Box<dyn Any + Send>>>,
+    f: ManuallyDrop<F>,
+    out: MaybeUninit<R>,
 }
 
-/// Runs on the system stack.
+/// Runs on the system stack; a panic in `f` unwinds out of it (hence the `-unwind` ABI).
 ///
 /// # Safety
-/// `data` is the `Call<F, R>` of the `on_system_stack_now` frame that switched here.
-unsafe extern "sysv64" fn run<F: FnOnce() -> R, R>(data: *mut u8) {
-    // SAFETY: per the contract; that frame waits for us and touches `call` only after we return.
+/// `data` is the `Call<F, R>` of the `on_system_stack_now` frame that switched here, whose `f`
+/// has not been taken.
+unsafe extern "sysv64-unwind" fn run<F: FnOnce() -> R, R>(data: *mut u8) {
+    // SAFETY: per the contract; that frame waits for us and reads `out` only if we return.
     let call = unsafe { &mut *data.cast::<Call<F, R>>() };
-    if let Some(f) = call.f.take() {
-        call.out = Some(panic::catch_unwind(AssertUnwindSafe(f)));
-    }
+    // SAFETY: `f` is taken exactly once, here; the frame never drops it itself (ManuallyDrop).
+    let f = unsafe { ManuallyDrop::take(&mut call.f) };
+    call.out.write(f());
 }
 
 /// Whether this thread runs on its system stack now (where suspending is forbidden).
