@@ -358,6 +358,13 @@ pub(crate) fn current_usage() -> Option<(usize, usize, u64)> {
     // SAFETY: CURRENT only ever holds a context that is running on this thread right now, and a
     // running context is alive.
     let ctx = unsafe { &*ctx };
-    let (size, used) = ctx.usage(arch::stack_pointer());
-    Some((size, used, ctx.growths.get()))
+    // Any call here may fault and move the stack (unoptimised code calls even `Cell::get`): read
+    // again until no move happened in between, so size, use and count describe one stack.
+    loop {
+        let growths = ctx.growths.get();
+        let (size, used) = ctx.usage(arch::stack_pointer());
+        if ctx.growths.get() == growths {
+            return Some((size, used, growths));
+        }
+    }
 }

@@ -12,10 +12,13 @@
 //! # How much to grow
 //!
 //! The new stack must hold everything from the top down to the lowest address the faulting code
-//! is about to use: the fault address, the stack pointer minus the red zone, and any general
-//! register pointing into the guard. The last covers the probe loops of large frames, which
-//! compute their lower bound (in `r11`) before touching the first page: that bound is where the
-//! frame will end. The size is the next power of two above that, and at least double the old.
+//! is about to use: the fault address, the stack pointer minus the red zone, and, when the
+//! faulting frame's CFA is computed from a register other than `rsp` that points into the guard,
+//! that register's value. The last covers the probe loops of large frames, which compute their
+//! lower bound (in `r11`) before touching the first page and describe their CFA from it: that
+//! bound is where the frame will end. (Any other register pointing into the guard is moved but
+//! does not size the stack: it may hold anything.) The size is the next power of two above that,
+//! and at least double the old.
 //!
 //! # What is moved
 //!
@@ -43,6 +46,7 @@ use std::sync::{Once, OnceLock};
 
 use super::quarantine;
 use super::relocate::Move;
+use super::unwind::Regs;
 use crate::arch::SignalContext;
 use crate::coroutine::{Context, current_context};
 use crate::stack::{Mapping, PAGE_SIZE, Stack};
@@ -134,10 +138,12 @@ thread_local! {
     static ALTSTACK: RefCell<Option<AltStack>> = const { RefCell::new(None) };
 }
 
-/// Makes sure this thread has an alternate signal stack of at least [`ALTSTACK_SIZE`] bytes for
-/// the handler. Called by every thread before it runs coroutines (workers, `block_on` callers,
-/// raw coroutine owners); after the first call on a thread it is a thread-local check.
+/// Prepares this thread for the handler: an alternate signal stack of at least
+/// [`ALTSTACK_SIZE`] bytes, and a frame walker (see `unwind::prepare_thread`). Called by every
+/// thread before it runs coroutines (workers, `block_on` callers, raw coroutine owners), on its
+/// own stack; after the first call on a thread it is two thread-local checks.
 pub(crate) fn prepare_thread() {
+    super::unwind::prepare_thread();
     ALTSTACK.with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.is_some() {
@@ -204,12 +210,20 @@ fn in_guard(ctx: &Context, addr: usize) -> bool {
 fn grow_faulting(ctx: &Context, regs: &mut SignalContext, addr: usize) {
     let Some(old) = ctx.span() else { return };
     let sp = regs.sp();
+    // SAFETY: no `&mut` into the ucontext is alive here.
+    let walk_regs = Regs::from_ucontext(unsafe { regs.ucontext() });
+    let walked = match super::check_frames(&walk_regs, true, old) {
+        Ok(walked) => walked,
+        Err(failure) => report_unwalkable(crate::sched::current_coroutine_id_for(ctx), &failure),
+    };
     let mut lowest = addr.min(sp.wrapping_sub(RED_ZONE));
-    for &r in regs.general_registers().iter() {
-        let r = r as usize;
-        if (old.guard_start..old.bottom).contains(&r) {
-            lowest = lowest.min(r);
-        }
+    // A probe loop computes the CFA from the register holding the frame's lower bound: that is
+    // where the frame will end, possibly far below the fault.
+    if walked.first_cfa_reg != super::unwind::RSP
+        && let Some(bound) = walk_regs.get(walked.first_cfa_reg)
+        && (old.guard_start..old.bottom).contains(&bound)
+    {
+        lowest = lowest.min(bound);
     }
     let size = old.top.wrapping_sub(old.bottom);
     let needed = old.top.wrapping_sub(lowest).saturating_add(FAULT_SLACK);
@@ -283,6 +297,49 @@ fn report_oom(ctx: &Context, size: usize) -> ! {
     buf.write_and_abort()
 }
 
+/// A stack that cannot be walked to its coroutine's entry is not moved: say which frame stopped
+/// the walk, then abort. Async-signal-safe up to the best-effort symbol lookup.
+pub(crate) fn report_unwalkable(id: Option<u64>, failure: &super::WalkFailure) -> ! {
+    let mut buf = Buf::new();
+    let _ = write!(
+        buf,
+        "pagurus: cannot grow the stack of {}: {failure}",
+        Who(id)
+    );
+    write_symbol(&mut buf, failure.pc());
+    let _ = writeln!(
+        buf,
+        ". The stack was not moved. Code without unwind information (hand-written assembly \
+         without CFI, objects built with -fno-asynchronous-unwind-tables) cannot run on a growable \
+         stack: call it on the system stack (pagurus::ffi Switch mode) or reserve stack first \
+         (pagurus::stack::ensure, or Reserve mode)."
+    );
+    buf.write_and_abort()
+}
+
+/// Appends ` in SYMBOL+0xOFF` (or the object's path) for `pc`, best effort: `dladdr` takes the
+/// loader's lock, which the interrupted code could only hold inside the dynamic loader, and the
+/// process is about to abort anyway.
+fn write_symbol(buf: &mut Buf, pc: usize) {
+    // SAFETY: dladdr only writes the Dl_info it is given.
+    let mut info: libc::Dl_info = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: `info` is valid for writes; dladdr reads no other memory of ours.
+    if unsafe { libc::dladdr(pc as *const libc::c_void, &mut info) } == 0 {
+        return;
+    }
+    let (name, base) = if info.dli_sname.is_null() {
+        (info.dli_fname, info.dli_fbase as usize)
+    } else {
+        (info.dli_sname, info.dli_saddr as usize)
+    };
+    if !name.is_null() {
+        // SAFETY: dladdr returns NUL-terminated strings owned by the loader.
+        let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
+        let name = std::str::from_utf8(name).unwrap_or("?");
+        let _ = write!(buf, " in {name}+{:#x}", pc.wrapping_sub(base));
+    }
+}
+
 /// Code on this thread's system stack used more than its 8 MiB.
 fn report_system_stack_overflow() -> ! {
     let mut buf = Buf::new();
@@ -305,24 +362,7 @@ fn report_stale(id: u64, addr: usize, pc: usize) -> ! {
         "pagurus: a pointer into the old stack of {who} was used after the stack moved (fault at \
          {addr:#x}, instruction at {pc:#x}"
     );
-    // Best effort, and the process is about to abort: dladdr takes the loader's lock, which the
-    // faulting code could only hold if the stale pointer was used inside the dynamic loader.
-    // SAFETY: dladdr only writes the Dl_info it is given.
-    let mut info: libc::Dl_info = unsafe { MaybeUninit::zeroed().assume_init() };
-    // SAFETY: `info` is valid for writes; dladdr reads no other memory of ours.
-    if unsafe { libc::dladdr(pc as *const libc::c_void, &mut info) } != 0 {
-        let (name, base) = if info.dli_sname.is_null() {
-            (info.dli_fname, info.dli_fbase as usize)
-        } else {
-            (info.dli_sname, info.dli_saddr as usize)
-        };
-        if !name.is_null() {
-            // SAFETY: dladdr returns NUL-terminated strings owned by the loader.
-            let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
-            let name = std::str::from_utf8(name).unwrap_or("?");
-            let _ = write!(buf, " in {name}+{:#x}", pc.wrapping_sub(base));
-        }
-    }
+    write_symbol(&mut buf, pc);
     let _ = writeln!(
         buf,
         "). A move fixes pointers held on the stack and in registers only; pointers to stack data \

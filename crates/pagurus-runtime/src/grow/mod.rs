@@ -17,10 +17,14 @@
 pub(crate) mod fault;
 pub(crate) mod quarantine;
 pub(crate) mod relocate;
-#[allow(dead_code, reason = "the fault path that uses the walker lands next")]
+#[allow(dead_code, reason = "parts serve tests and diagnostics only")]
 pub(crate) mod unwind;
 
-use relocate::Move;
+use std::fmt;
+use std::ops::ControlFlow;
+
+use relocate::{Move, Span};
+use unwind::{Bounds, Regs, WalkEnd, WalkError};
 
 use crate::coroutine::Context;
 use crate::stack::{PAGE_SIZE, Stack, StackPool};
@@ -66,6 +70,10 @@ pub(crate) fn grow_suspended(ctx: &Context, mut pool: Option<&mut StackPool>, id
     };
     let new = new.unwrap_or_else(|err| map_failed(id, new_size, err));
     let moved = Move::new(old, new.top(), sp, 0);
+    if let Err(failure) = check_frames(&suspended_registers(sp), false, old) {
+        drop(new);
+        fault::report_unwalkable(id, &failure);
+    }
     // SAFETY: the coroutine is suspended, so its image [sp, old.top) is stable and readable; the
     // new stack is ours, writable, disjoint from the old one, and large enough (new_size >= used).
     let copied = unsafe { moved.copy_and_adjust() };
@@ -84,6 +92,91 @@ pub(crate) fn grow_suspended(ctx: &Context, mut pool: Option<&mut StackPool>, id
         copied,
         "coroutine stack grew"
     );
+}
+
+/// The registers of a coroutine suspended at `sp` (see `arch::x86_64`: `rbx`, `rbp` and the
+/// resume address are the three words at `sp`; every other register was spilled by the compiler
+/// into the frames the unwind information describes).
+fn suspended_registers(sp: usize) -> Regs {
+    // SAFETY: `sp` is a suspended coroutine's saved stack pointer: the three words above it are
+    // its saved rbx, rbp and resume address, inside its mapped stack.
+    let word = |i: usize| unsafe { ((sp + 8 * i) as *const usize).read() };
+    let mut regs = Regs::new();
+    regs.set(3, word(0)); // rbx
+    regs.set(unwind::RBP, word(1));
+    regs.set(unwind::RA, word(2));
+    regs.set(unwind::RSP, sp + 24);
+    regs
+}
+
+/// Why a stack cannot be moved: a frame the walk could not get past.
+pub(crate) enum WalkFailure {
+    Error(WalkError),
+    /// The walk ended at an outermost frame that is not the coroutine trampoline.
+    WrongEnd {
+        pc: usize,
+        frames: usize,
+    },
+}
+
+impl WalkFailure {
+    /// The program counter of the frame that stopped the walk.
+    pub(crate) fn pc(&self) -> usize {
+        match self {
+            WalkFailure::Error(e) => e.pc,
+            WalkFailure::WrongEnd { pc, .. } => *pc,
+        }
+    }
+}
+
+impl fmt::Display for WalkFailure {
+    /// Formats without allocating (the fault handler prints it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WalkFailure::Error(e) => e.fmt(f),
+            WalkFailure::WrongEnd { pc, frames } => write!(
+                f,
+                "the frame walk ended after {frames} frames at pc {pc:#x}, not at the coroutine's \
+                 entry"
+            ),
+        }
+    }
+}
+
+/// What the frame walk of a stopped stack found.
+pub(crate) struct Walked {
+    /// The register the innermost frame's CFA is computed from.
+    pub(crate) first_cfa_reg: u16,
+}
+
+/// Walks every frame of the stopped stack `span` from `regs` with its DWARF call-frame
+/// information, and checks that the walk ends at the coroutine trampoline. A stack is moved only
+/// if this succeeds: a frame the walk cannot describe may keep state the move would break.
+/// Async-signal-safe.
+pub(crate) fn check_frames(
+    regs: &Regs,
+    signal_frame: bool,
+    span: Span,
+) -> Result<Walked, WalkFailure> {
+    let bounds = Bounds::new(span.bottom, span.top);
+    let mut first_cfa_reg = None;
+    let mut each = |frame: &unwind::Frame, _: &Regs| {
+        first_cfa_reg.get_or_insert(frame.cfa_reg);
+        ControlFlow::Continue(())
+    };
+    // SAFETY: the usable part of a coroutine stack, [bottom, top), is mapped and readable, and
+    // the coroutine is stopped while we read it.
+    match unsafe { unwind::walk(regs, signal_frame, bounds, &mut each) } {
+        Ok(WalkEnd::Trampoline { .. }) => Ok(Walked {
+            first_cfa_reg: first_cfa_reg.unwrap_or(unwind::RSP),
+        }),
+        Ok(WalkEnd::Outermost { frames, pc, .. }) => Err(WalkFailure::WrongEnd { pc, frames }),
+        Ok(WalkEnd::Stopped { frames }) => Err(WalkFailure::WrongEnd {
+            pc: regs.pc().unwrap_or(0),
+            frames,
+        }),
+        Err(e) => Err(WalkFailure::Error(e)),
+    }
 }
 
 fn limit_exceeded(id: Option<u64>, size: usize, needed: usize, max: usize) -> ! {

@@ -8,7 +8,8 @@
 //!
 //! # What counts as a pointer into the old stack
 //!
-//! Any value in `[guard_start, top)`: the usable stack *and its guard region*. The guard is
+//! Any value in `[guard_start, top]`: the usable stack *and its guard region*, and one past the
+//! top (an end pointer, or a stack bound some code computed before the move). The guard is
 //! included because large frames compute their lower bound (often in `r11`) before probing, so
 //! at a fault that bound points into the guard and must move with the stack (see
 //! `stack::GUARD_SIZE`).
@@ -68,10 +69,11 @@ impl Move {
         self.old.top.wrapping_sub(self.from)
     }
 
-    /// `value`, moved if it points into the old stack or its guard.
+    /// `value`, moved if it points into the old stack or its guard, or one past its top (the
+    /// end of the highest object, and a value the runtime's own bounds arithmetic holds).
     #[inline]
     pub(crate) fn adjust(&self, value: usize) -> usize {
-        if value >= self.old.guard_start && value < self.old.top {
+        if value >= self.old.guard_start && value <= self.old.top {
             value.wrapping_add(self.delta())
         } else {
             value
@@ -206,6 +208,7 @@ mod tests {
         let mut regs = [
             span.top - 8,
             span.top,
+            span.top + 8,
             span.guard_start,
             span.guard_start - 1,
             42,
@@ -216,7 +219,8 @@ mod tests {
             regs,
             [
                 span.top - 8 + 0x4000,
-                span.top,
+                span.top + 0x4000, // one past the top moves too
+                span.top + 8,
                 span.guard_start + 0x4000,
                 span.guard_start - 1,
                 42,

@@ -49,6 +49,15 @@ impl SignalContext {
         SignalContext { uc: uc.cast() }
     }
 
+    /// The raw ucontext, for the frame walker.
+    ///
+    /// # Safety
+    /// No `&mut` obtained from this context may be alive while the reference is used.
+    pub(crate) unsafe fn ucontext(&self) -> &libc::ucontext_t {
+        // SAFETY: per `from_raw` the ucontext is live; the caller rules out aliasing.
+        unsafe { &*self.uc }
+    }
+
     fn gregs(&mut self) -> &mut [libc::greg_t; 23] {
         // SAFETY: per `from_raw`, `uc` points to the live signal frame's ucontext.
         unsafe { &mut (*self.uc).uc_mcontext.gregs }
