@@ -198,6 +198,9 @@ impl Builder {
                 .stack_quarantine
                 .unwrap_or_else(crate::grow::quarantine::default_enabled),
         };
+        // Code loaded since the last runtime started needs its unwind information known before
+        // a coroutine may grow through its frames (the fault handler cannot look it up).
+        crate::grow::unwind::refresh_objects();
         let ffi_mode = match self.ffi_mode {
             Some(mode) => mode,
             None => crate::foreign::mode_from_env()?,
