@@ -48,3 +48,67 @@ pub fn wait_for(counter: &AtomicUsize, n: usize) {
         std::thread::yield_now();
     }
 }
+
+/// XOR mask that disguises a stack address, so the conservative relocation (which adjusts every
+/// word that looks like a pointer into the moving stack) leaves the disguised copy alone. Used
+/// to remember where something was before a move and measure how far the stack moved.
+pub const MASK: usize = 0x5a5a_5a5a_5a5a_5a5a;
+
+/// The address of `r`, disguised (see [`MASK`]); `black_box` keeps the compiler from undoing it.
+#[inline(always)]
+pub fn disguised_addr<T: ?Sized>(r: &T) -> usize {
+    std::hint::black_box((r as *const T).cast::<u8>() as usize ^ MASK)
+}
+
+/// Undoes [`disguised_addr`].
+#[inline(always)]
+pub fn reveal(disguised: usize) -> usize {
+    std::hint::black_box(disguised) ^ MASK
+}
+
+/// The address of `r`, as a plain integer.
+#[inline(always)]
+pub fn addr<T: ?Sized>(r: &T) -> usize {
+    (r as *const T).cast::<u8>() as usize
+}
+
+/// Recursion with 1 KiB frames, `kib` deep (about `kib` KiB of stack, more in debug builds);
+/// returns `1 + 2 + ... + kib`, proving every frame kept its contents.
+#[inline(never)]
+pub fn recurse_kib(kib: u64) -> u64 {
+    let frame = std::hint::black_box([kib; 128]);
+    if kib == 0 {
+        frame[5]
+    } else {
+        let below = recurse_kib(kib - 1);
+        below + std::hint::black_box(frame)[127]
+    }
+}
+
+/// Writes a zero `offset` bytes below the stack pointer, without clobbering any register: on a
+/// coroutine whose stack has less than `offset` bytes left this lands in the guard region and
+/// forces a growth by fault *in the middle of the caller*, with whatever the caller keeps in
+/// registers live across it. `offset` must stay below the guard size (4 MiB).
+#[inline(always)]
+pub fn touch_below_sp(offset: usize) {
+    let neg = offset.wrapping_neg();
+    // SAFETY: the word written lies below the stack pointer (nothing lives there; the red zone is
+    // only 128 bytes and `offset` is larger), either in the guard region of the current coroutine
+    // stack (the fault handler grows the stack and re-executes the store, which then lands in the
+    // new stack below the stack pointer) or in unused stack.
+    unsafe {
+        std::arch::asm!(
+            "mov qword ptr [rsp + {neg}], 0",
+            neg = in(reg) neg,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// A runtime with the default settings (4 KiB initial stacks) and `workers` workers.
+pub fn default_stack_runtime(workers: usize) -> pagurus::Runtime {
+    pagurus::Runtime::builder()
+        .workers(workers)
+        .build()
+        .unwrap()
+}

@@ -27,7 +27,6 @@ pub(crate) use system::{on_system_stack_active, system_stack_guard_contains};
 
 use std::io;
 
-
 use crate::stats;
 
 /// Facts about the stack the calling code runs on.
@@ -158,7 +157,11 @@ impl Stack {
     /// Gives up ownership of the mapping without unmapping it: `(start, len, size)` of the whole
     /// mapping (guard included) and the usable size. Async-signal-safe.
     pub(crate) fn into_raw(self) -> (usize, usize, usize) {
-        let parts = (self.guard_start(), self.top() - self.guard_start(), self.size());
+        let parts = (
+            self.guard_start(),
+            self.top() - self.guard_start(),
+            self.size(),
+        );
         // Forgetting skips both our Drop and the map's munmap: the mapping lives on, owned by
         // whoever holds the parts.
         std::mem::forget(self);
