@@ -173,4 +173,59 @@ fn stale_pointer_into_a_moved_stack_is_reported_by_quarantine() {
         "stderr:\n{stderr}"
     );
     assert!(stderr.contains("instruction at 0x"), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(" in ") && stderr.contains("+0x"),
+        "a symbol, stderr:\n{stderr}"
+    );
+}
+
+/// Code whose unwind information does not describe it (here: inline asm that moves `rsp` and
+/// clobbers `rbp` without CFI directives) cannot have its stack moved: the frame walk fails, and
+/// the process aborts naming the frame instead of moving a stack it cannot describe.
+#[test]
+fn growth_through_code_without_valid_cfi_aborts_with_the_frame() {
+    let Some(out) = in_child(
+        "growth_through_code_without_valid_cfi_aborts_with_the_frame",
+        "cfi",
+    ) else {
+        let rt = pagurus::Runtime::builder().workers(1).build().unwrap();
+        rt.block_on(|| {
+            pagurus::spawn(|| {
+                // SAFETY: none needed for correctness here: the asm restores every register and
+                // the stack pointer; it only lies to the unwinder while it touches the guard.
+                unsafe {
+                    std::arch::asm!(
+                        "mov r12, rbp",
+                        "mov rbp, 8",
+                        "push rax",
+                        "push rax",
+                        "mov qword ptr [rsp - 65536], 0",
+                        "pop rax",
+                        "pop rax",
+                        "mov rbp, r12",
+                        out("rax") _,
+                        out("r12") _,
+                    )
+                };
+            })
+            .join()
+            .unwrap()
+        });
+        unreachable!("the touch below the stack must fault");
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("pagurus: cannot grow the stack of coroutine "),
+        "stderr:\n{stderr}"
+    );
+    assert!(stderr.contains("cannot unwind frame"), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("The stack was not moved"),
+        "stderr:\n{stderr}"
+    );
 }

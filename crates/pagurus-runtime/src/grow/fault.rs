@@ -317,27 +317,11 @@ pub(crate) fn report_unwalkable(id: Option<u64>, failure: &super::WalkFailure) -
     buf.write_and_abort()
 }
 
-/// Appends ` in SYMBOL+0xOFF` (or the object's path) for `pc`, best effort: `dladdr` takes the
-/// loader's lock, which the interrupted code could only hold inside the dynamic loader, and the
-/// process is about to abort anyway.
+/// Appends ` in SYMBOL+0xOFF` (or the object's path) for `pc`. Not async-signal-safe (it reads
+/// the object's file), which is why it runs only on the way to `abort()`, after the safe part of
+/// the message.
 fn write_symbol(buf: &mut Buf, pc: usize) {
-    // SAFETY: dladdr only writes the Dl_info it is given.
-    let mut info: libc::Dl_info = unsafe { MaybeUninit::zeroed().assume_init() };
-    // SAFETY: `info` is valid for writes; dladdr reads no other memory of ours.
-    if unsafe { libc::dladdr(pc as *const libc::c_void, &mut info) } == 0 {
-        return;
-    }
-    let (name, base) = if info.dli_sname.is_null() {
-        (info.dli_fname, info.dli_fbase as usize)
-    } else {
-        (info.dli_sname, info.dli_saddr as usize)
-    };
-    if !name.is_null() {
-        // SAFETY: dladdr returns NUL-terminated strings owned by the loader.
-        let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
-        let name = std::str::from_utf8(name).unwrap_or("?");
-        let _ = write!(buf, " in {name}+{:#x}", pc.wrapping_sub(base));
-    }
+    super::symbol::describe(pc, buf);
 }
 
 /// Code on this thread's system stack used more than its 8 MiB.

@@ -17,6 +17,7 @@
 pub(crate) mod fault;
 pub(crate) mod quarantine;
 pub(crate) mod relocate;
+mod symbol;
 #[allow(dead_code, reason = "parts serve tests and diagnostics only")]
 pub(crate) mod unwind;
 
