@@ -85,11 +85,11 @@ where
 /// the call needs, used by `Reserve` (the larger of the two is reserved). This is what
 /// [`foreign!`] wrappers call.
 ///
+#[inline]
 /// # Safety
 /// In `Offload` mode `f` runs on another thread (the calling coroutine waits for it): whatever it
 /// uses must be sound to use from there, as if `f` and its result were `Send`. Raw pointers to
 /// memory the caller keeps alive for the call (its own stack included) are fine.
-#[inline]
 pub unsafe fn call_unchecked<F, R>(mode: Mode, stack_hint: Option<usize>, f: F) -> R
 where
     F: FnOnce() -> R,
@@ -187,6 +187,7 @@ macro_rules! foreign {
         $(#[$attr])*
         #[allow(clippy::missing_safety_doc)]
         #[inline]
+        // # Safety: the foreign function's own contract (see the macro's documentation).
         $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
             $($block)*
             unsafe extern $abi {

@@ -83,12 +83,12 @@ impl<'a> Coroutine<'a> {
             done: Cell::new(false),
         });
         let data = &*inner as *const Inner<'_> as *const ();
-        // SAFETY: the context is fresh and lives on the heap, where it stays until `drop`;
-        // `data` is the Inner that `run_body` expects.
         let limits = GrowthLimits {
             max_size: MAX_STACK_SIZE,
             quarantine: quarantine::default_enabled(),
         };
+        // SAFETY: the context is fresh and lives on the heap, where it stays until `drop`;
+        // `data` is the Inner that `run_body` expects.
         unsafe { inner.ctx.start(stack, data, limits) };
         let inner = NonNull::from(Box::leak(inner));
         Ok(Coroutine {

@@ -154,7 +154,7 @@ mod tests {
     fn moves_a_pointer_chain_and_leaves_other_values() {
         // Old stack: 4 guard words + 60 usable; the live part is the top 40 words.
         let mut old = Image::new(64, 4);
-        let mut new = Image::new(256, 0);
+        let new = Image::new(256, 0);
         let outside = Box::new(7usize);
         let outside_addr = &*outside as *const usize as usize;
         let sp_index = 24;
