@@ -1,37 +1,29 @@
 //! `cargo xtask <task>`: project chores that need more than one cargo command.
 //!
-//! - `bench [--quick] [FILTER]`: runs the criterion benchmarks under `benches/`, then prints one
-//!   table of medians and writes it as Markdown to `target/xtask/bench/results.md`. `--quick`
-//!   gives a short run for smoke-testing (CI runs it); a FILTER is passed on to criterion.
+//! - `bench [--quick] [FILTER]`: runs the criterion benchmarks under `benches/`, then, when the
+//!   filter selects the foreign-call benchmarks (or there is none):
+//!   - if a Go toolchain is on PATH, builds and runs the cgo benchmark in `benches/go/` (the same
+//!     C function, called from Go) in the same run;
+//!   - if valgrind is on PATH, counts instructions per foreign call in each mode with callgrind
+//!     (`examples/ffi_calls.rs`, run with two call counts; the difference cancels the setup).
+//!
+//!   It prints one table of medians and writes it as Markdown to `target/xtask/bench/results.md`
+//!   and as a bar chart to `target/xtask/bench/results.svg`. `--quick` gives a short run for
+//!   smoke-testing (CI runs it); a FILTER is passed on to criterion. Criterion's own files go to
+//!   `target/xtask/bench/criterion/` (or `$CRITERION_HOME`), where no other run writes.
+
+mod callgrind;
+mod criterion;
+mod go;
+mod report;
+mod rows;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
-/// What each benchmark measures, in the report's words; the bench id is criterion's full id.
-const DESCRIPTIONS: &[(&str, &str)] = &[
-    (
-        "raw/resume_yield_round_trip",
-        "raw coroutine: resume + suspend round trip",
-    ),
-    (
-        "sched/yield_now",
-        "scheduler: yield_now, one coroutine on its worker",
-    ),
-    (
-        "sched/yield_now_two_coroutines",
-        "scheduler: two coroutines yielding to each other (per pair of switches)",
-    ),
-    (
-        "sched/spawn_join_1_workers",
-        "scheduler: spawn + join, warm pool, 1 worker",
-    ),
-    (
-        "sched/spawn_join_2_workers",
-        "scheduler: spawn + join, warm pool, 2 workers",
-    ),
-];
+use report::{Note, Report};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -50,21 +42,68 @@ fn main() -> ExitCode {
     }
 }
 
-fn workspace_root() -> PathBuf {
+/// The workspace root (where `Cargo.toml` and `benches/` are).
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
 }
 
+/// The cargo that runs us (so that `cargo +toolchain xtask` uses that toolchain throughout).
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// The first executable file called `name` in a directory of PATH, as a shell would find it.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The last lines of a command's output, for error messages.
+pub fn tail(text: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 fn bench(args: &[String]) -> Result<(), String> {
     let root = workspace_root();
     let quick = args.iter().any(|a| a == "--quick");
-    let filter: Vec<&String> = args.iter().filter(|a| *a != "--quick").collect();
+    let criterion_args: Vec<&String> = args.iter().filter(|a| *a != "--quick").collect();
+    // What criterion takes as name filters (its other arguments start with a dash).
+    let filters: Vec<&str> = criterion_args
+        .iter()
+        .map(|a| a.as_str())
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let started = SystemTime::now();
+    let clock = Instant::now();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let out_dir = target.join("xtask").join("bench");
+    fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
 
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // Step 1: the criterion benchmarks. Their failure is fatal: there would be nothing to report.
+    // Criterion writes where only this task looks (unless CRITERION_HOME says otherwise), so that
+    // a plain `cargo bench` running meanwhile cannot slip its results into this report.
+    let criterion_home =
+        std::env::var_os("CRITERION_HOME").map_or_else(|| out_dir.join("criterion"), PathBuf::from);
+    eprintln!(
+        "xtask bench: [1/4] cargo bench (criterion){}",
+        if quick { ", quick" } else { "" }
+    );
+    let mut cmd = cargo();
     cmd.current_dir(&root)
+        .env("CRITERION_HOME", &criterion_home)
         .args(["bench", "--package", "pagurus", "--benches", "--"]);
     if quick {
         cmd.args([
@@ -76,112 +115,85 @@ fn bench(args: &[String]) -> Result<(), String> {
             "10",
         ]);
     }
-    cmd.args(filter);
+    cmd.args(&criterion_args);
     let status = cmd
         .status()
-        .map_err(|e| format!("cannot run cargo bench: {e}"))?;
+        .map_err(|e| format!("step 1 (cargo bench): cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("cargo bench failed ({status})"));
-    }
-
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let mut rows = Vec::new();
-    collect(&target.join("criterion"), started, &mut rows)?;
-    if rows.is_empty() {
-        return Err("criterion wrote no results (did the filter match nothing?)".into());
-    }
-    rows.sort_by_key(|row| {
-        DESCRIPTIONS
-            .iter()
-            .position(|(id, _)| *id == row.id)
-            .unwrap_or(usize::MAX)
-    });
-
-    let mut md =
-        String::from("| benchmark | what | median | 95% CI of the median |\n|---|---|---:|---|\n");
-    for row in &rows {
-        let what = DESCRIPTIONS
-            .iter()
-            .find(|(id, _)| *id == row.id)
-            .map_or("", |(_, w)| w);
-        md.push_str(&format!(
-            "| `{}` | {} | {} | {} to {} |\n",
-            row.id,
-            what,
-            ns(row.median),
-            ns(row.low),
-            ns(row.high)
+        return Err(format!(
+            "step 1 (cargo bench) failed ({status}); see cargo's output above"
         ));
     }
-    if quick {
-        md.push_str("\n(--quick run: short measurement, for smoke-testing only)\n");
+    let mut report = Report::new(quick);
+    criterion::collect(&criterion_home, started, &mut report.rows)
+        .map_err(|e| format!("step 1 (reading criterion's results): {e}"))?;
+    if report.rows.is_empty() {
+        return Err(
+            "step 1 (cargo bench): criterion wrote no results (did the filter match nothing?)"
+                .into(),
+        );
     }
-    let out_dir = target.join("xtask").join("bench");
-    fs::create_dir_all(&out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    let out = out_dir.join("results.md");
-    fs::write(&out, &md).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    println!("\n{md}\nwritten to {}", out.display());
-    Ok(())
-}
+    eprintln!(
+        "xtask bench: criterion done after {:.0} s",
+        clock.elapsed().as_secs_f64()
+    );
 
-struct Row {
-    id: String,
-    median: f64,
-    low: f64,
-    high: f64,
-}
+    // Steps 2 and 3 add to the table; their failures are reported in it and make the task fail
+    // at the end, after the results are written.
+    let wants = |id: &str| filters.is_empty() || filters.iter().any(|f| id.contains(f));
+    let ffi_wanted = rows::FFI_IDS.iter().any(|id| wants(id));
+    let mut failures = Vec::new();
 
-/// Finds every `new/estimates.json` criterion wrote since `since`.
-fn collect(dir: &Path, since: SystemTime, rows: &mut Vec<Row>) -> Result<(), String> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !path.is_dir() {
-            continue;
-        }
-        let estimates = path.join("new").join("estimates.json");
-        let fresh = fs::metadata(&estimates)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= since);
-        if fresh {
-            rows.push(read_row(&path)?);
-        } else {
-            collect(&path, since, rows)?;
-        }
-    }
-    Ok(())
-}
-
-fn read_row(dir: &Path) -> Result<Row, String> {
-    let read = |name: &str| -> Result<serde_json::Value, String> {
-        let path = dir.join("new").join(name);
-        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    let bench = read("benchmark.json")?;
-    let est = read("estimates.json")?;
-    let median = &est["median"];
-    let num = |v: &serde_json::Value| {
-        v.as_f64()
-            .ok_or_else(|| format!("{}: malformed estimates", dir.display()))
-    };
-    Ok(Row {
-        id: bench["full_id"].as_str().unwrap_or("?").to_string(),
-        median: num(&median["point_estimate"])?,
-        low: num(&median["confidence_interval"]["lower_bound"])?,
-        high: num(&median["confidence_interval"]["upper_bound"])?,
-    })
-}
-
-/// Criterion's estimates are in nanoseconds per iteration.
-fn ns(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{:.2} µs", v / 1000.0)
+    if !ffi_wanted {
+        report.notes.push(Note::Plain(
+            "Go cgo and callgrind figures not measured: the filter selects no `ffi/` benchmark."
+                .into(),
+        ));
     } else {
-        format!("{v:.2} ns")
+        eprintln!("xtask bench: [2/4] Go cgo benchmark (benches/go)");
+        match go::run(&root, &out_dir, quick, &mut report) {
+            Ok(()) => {}
+            Err(err) => {
+                let err = format!("step 2 (Go cgo benchmark) failed: {err}");
+                report.rows.push(rows::Row::new("go/failed"));
+                eprintln!("xtask bench: {err}");
+                report.notes.push(Note::Failure(err.clone()));
+                failures.push(err);
+            }
+        }
+        eprintln!("xtask bench: [3/4] instructions per call (callgrind)");
+        let modes: Vec<&callgrind::Mode> =
+            callgrind::MODES.iter().filter(|m| wants(m.id)).collect();
+        match callgrind::run(&out_dir, quick, &modes, &mut report) {
+            Ok(()) => {}
+            Err(err) => {
+                let err = format!("step 3 (callgrind) failed: {err}");
+                eprintln!("xtask bench: {err}");
+                report.notes.push(Note::Failure(err.clone()));
+                failures.push(err);
+            }
+        }
+    }
+
+    // Step 4: the report.
+    eprintln!("xtask bench: [4/4] writing the report");
+    report.sort();
+    let md = report.markdown();
+    let md_path = out_dir.join("results.md");
+    fs::write(&md_path, &md)
+        .map_err(|e| format!("step 4 (report): cannot write {}: {e}", md_path.display()))?;
+    let svg_path = out_dir.join("results.svg");
+    fs::write(&svg_path, report.svg())
+        .map_err(|e| format!("step 4 (report): cannot write {}: {e}", svg_path.display()))?;
+    println!(
+        "\n{md}\nwritten to {} and {} ({:.0} s in all)",
+        md_path.display(),
+        svg_path.display(),
+        clock.elapsed().as_secs_f64()
+    );
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n"))
     }
 }

@@ -1,0 +1,3 @@
+module pagurus/benches/go
+
+go 1.20
