@@ -3,23 +3,15 @@
 //! with `PAGURUS_FAULT_CASE` set, and the child does the faulty thing).
 
 use std::hint::black_box;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
+
+mod common;
+
+use common::assert_died_of;
 
 const CASE: &str = "PAGURUS_FAULT_CASE";
 
-/// Runs `test` of this binary in a child with the case set; `None` when we are the child.
-fn in_child(test: &str, case: &str) -> Option<Output> {
-    if std::env::var(CASE).is_ok() {
-        return None;
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let output = Command::new(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CASE, case)
-        .output()
-        .expect("run the child");
-    Some(output)
+fn in_child(test: &str, case: &str) -> Option<std::process::Output> {
+    common::in_child(CASE, case, test)
 }
 
 #[inline(never)]
@@ -46,25 +38,15 @@ fn exceeding_max_stack_size_aborts_with_actionable_message() {
         rt.block_on(|| pagurus::spawn(|| recurse(1_000_000)).join().unwrap());
         unreachable!("the recursion must exceed a 1 MiB limit");
     };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGABRT),
-        "child status {:?}, stderr:\n{stderr}",
-        out.status
-    );
-    assert!(stderr.contains("pagurus: coroutine "), "stderr:\n{stderr}");
-    assert!(
-        stderr.contains("over its max_stack_size of 1048576 bytes"),
-        "stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("(it has 1048576)"),
-        "the size reached, stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("Raise Builder::max_stack_size"),
-        "stderr:\n{stderr}"
+    assert_died_of(
+        &out,
+        libc::SIGABRT,
+        &[
+            "pagurus: coroutine ",
+            "over its max_stack_size of 1048576 bytes",
+            "(it has 1048576)", // the size reached
+            "Raise Builder::max_stack_size",
+        ],
     );
 }
 
@@ -93,16 +75,8 @@ fn null_dereference_in_coroutine_still_dies_with_sigsegv() {
         });
         unreachable!("reading address 0 must fault");
     };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGSEGV),
-        "stderr:\n{stderr}"
-    );
-    assert!(
-        !stderr.contains("pagurus: coroutine stack overflow"),
-        "stderr:\n{stderr}"
-    );
+    assert_died_of(&out, libc::SIGSEGV, &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("pagurus:"));
 }
 
 #[test]
@@ -117,17 +91,8 @@ fn main_thread_overflow_still_reported_by_std() {
         black_box(t.join().ok());
         unreachable!("the recursion must overflow a 64 KiB thread stack");
     };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGABRT),
-        "stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("has overflowed its stack"),
-        "std's message expected, stderr:\n{stderr}"
-    );
-    assert!(!stderr.contains("pagurus:"), "stderr:\n{stderr}");
+    assert_died_of(&out, libc::SIGABRT, &["has overflowed its stack"]); // std's message
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("pagurus:"));
 }
 
 #[test]
@@ -158,24 +123,15 @@ fn stale_pointer_into_a_moved_stack_is_reported_by_quarantine() {
         });
         unreachable!("reading through the stale pointer must fault");
     };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGABRT),
-        "stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("pagurus: a pointer into the old stack of coroutine "),
-        "stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("was used after the stack moved"),
-        "stderr:\n{stderr}"
-    );
-    assert!(stderr.contains("instruction at 0x"), "stderr:\n{stderr}");
-    assert!(
-        stderr.contains(" in ") && stderr.contains("+0x"),
-        "a symbol, stderr:\n{stderr}"
+    assert_died_of(
+        &out,
+        libc::SIGABRT,
+        &[
+            "pagurus: a pointer into the old stack of coroutine ",
+            "was used after the stack moved",
+            "instruction at 0x",
+            "+0x", // with the function's (or object's) name and offset
+        ],
     );
 }
 
@@ -213,19 +169,13 @@ fn growth_through_code_without_valid_cfi_aborts_with_the_frame() {
         });
         unreachable!("the touch below the stack must fault");
     };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGABRT),
-        "stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("pagurus: cannot grow the stack of coroutine "),
-        "stderr:\n{stderr}"
-    );
-    assert!(stderr.contains("cannot unwind frame"), "stderr:\n{stderr}");
-    assert!(
-        stderr.contains("The stack was not moved"),
-        "stderr:\n{stderr}"
+    assert_died_of(
+        &out,
+        libc::SIGABRT,
+        &[
+            "pagurus: cannot grow the stack of coroutine ",
+            "cannot unwind frame",
+            "The stack was not moved",
+        ],
     );
 }

@@ -9,24 +9,14 @@ mod common;
 
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use pagurus::stack;
 
 const CASE: &str = "PAGURUS_SIZING_CASE";
 
-/// Runs `test` of this binary in a child with the case set; `None` when we are the child.
 fn in_child(test: &str) -> Option<Output> {
-    if std::env::var(CASE).is_ok() {
-        return None;
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let output = Command::new(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CASE, "1")
-        .output()
-        .expect("run the child");
-    Some(output)
+    common::in_child(CASE, "1", test)
 }
 
 /// One change of stack size seen by the recursion: `(depth, used, size, growths)` right after it.

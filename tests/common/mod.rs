@@ -2,6 +2,8 @@
 
 #![allow(dead_code, reason = "not every test file uses every helper")]
 
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -38,8 +40,8 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
     }
 }
 
-/// Stack size for coroutines that panic, format or unwind (panics run the hook and the unwinder
-/// on the coroutine's stack, and stacks do not grow yet).
+/// Stack size for tests that are not about stack size: large enough that panics, formatting and
+/// unwinding never need the stack to grow.
 pub const BIG_STACK: usize = 1 << 20;
 
 /// Waits (yielding the OS thread) until `counter` reaches `n`: a condition, not a duration.
@@ -111,4 +113,37 @@ pub fn default_stack_runtime(workers: usize) -> pagurus::Runtime {
         .workers(workers)
         .build()
         .unwrap()
+}
+
+/// Runs test `test` of the current test binary in a child process with the environment variable
+/// `var` set to `case`, for cases that must end the process (an abort with a message). Returns
+/// the child's output, or `None` when called in the child itself, which then does the thing.
+pub fn in_child(var: &str, case: &str, test: &str) -> Option<Output> {
+    if std::env::var(var).is_ok() {
+        return None;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let output = Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(var, case)
+        .output()
+        .expect("run the child");
+    Some(output)
+}
+
+/// Asserts that a child process died of `signal` and that its stderr contains every needle.
+pub fn assert_died_of(out: &Output, signal: i32, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(signal),
+        "child status {:?}, stderr:\n{stderr}",
+        out.status
+    );
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "expected {needle:?} in stderr:\n{stderr}"
+        );
+    }
 }

@@ -235,6 +235,69 @@ pub struct Target {
 /// Targets from the issue, and Go's figures on the reference machine.
 const TARGETS: &[(&str, Target)] = &[
     (
+        "raw/resume_yield_round_trip",
+        Target {
+            limit_ns: Some(5.0),
+            text: "≤ 5 ns (corosensei: 3.6 ns)",
+        },
+    ),
+    (
+        "sched/yield_now",
+        Target {
+            limit_ns: Some(20.0),
+            text: "≤ 20 ns (Go Gosched: 49.5 ns)",
+        },
+    ),
+    (
+        "sched/yield_now_two_coroutines",
+        Target {
+            limit_ns: None,
+            text: "Go channel ping-pong: 224 ns per round trip",
+        },
+    ),
+    (
+        "sched/spawn_join_1_workers",
+        Target {
+            limit_ns: Some(150.0),
+            text: "≤ 150 ns (Go spawn+run+wait: 177-259 ns)",
+        },
+    ),
+    (
+        "sched/spawn_join_2_workers",
+        Target {
+            limit_ns: Some(150.0),
+            text: "≤ 150 ns",
+        },
+    ),
+    (
+        "growth/chain_1m_fault",
+        Target {
+            limit_ns: Some(343_000.0),
+            text: "≤ 343 µs (Go, 2 KiB -> 1 MiB)",
+        },
+    ),
+    (
+        "growth/chain_16m_fault",
+        Target {
+            limit_ns: None,
+            text: "Go, 13 doublings to 16 MiB: 7.5 ms",
+        },
+    ),
+    (
+        "growth/grow_4k_to_8k_fault",
+        Target {
+            limit_ns: None,
+            text: "a SIGSEGV round trip: ~2.6 µs",
+        },
+    ),
+    (
+        "growth/ensure_no_growth",
+        Target {
+            limit_ns: Some(2.0),
+            text: "≤ 2 ns",
+        },
+    ),
+    (
         "ffi/direct_rust_to_c",
         Target {
             limit_ns: None,
