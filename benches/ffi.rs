@@ -22,27 +22,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use pagurus::ffi::{self, Mode};
 use pagurus::{Runtime, stack};
-// Links the C fixtures (crates/ffi-fixtures/c/fixtures.c) the declarations below resolve to.
-use pagurus_ffi_fixtures as _;
-
-pagurus::ffi::foreign! {
-    extern "C" {
-        fn pf_add(a: i64, b: i64) -> i64;
-        fn pf_callback(cb: extern "C" fn(i64) -> i64, x: i64) -> i64;
-    }
-}
-
-/// The same functions without any wrapper: what a plain Rust program would call.
-mod plain {
-    unsafe extern "C" {
-        pub fn pf_add(a: i64, b: i64) -> i64;
-    }
-}
-
-/// The callback `pf_callback` calls.
-extern "C" fn double_it(x: i64) -> i64 {
-    x.wrapping_mul(2)
-}
+// The C fixtures (crates/ffi-fixtures/c/fixtures.c), declared through `foreign!` and plain.
+use pagurus_ffi_fixtures::double_it;
+use pagurus_ffi_fixtures::ffi::{pf_add, pf_callback};
+use pagurus_ffi_fixtures::plain;
 
 /// What `ffi/mode_reserve` reserves per call.
 const RESERVE: usize = 64 * 1024;

@@ -18,25 +18,10 @@ use std::process::ExitCode;
 
 use pagurus::ffi::{self, Mode};
 use pagurus::{Runtime, stack};
-// Links the C fixtures (crates/ffi-fixtures/c/fixtures.c).
-use pagurus_ffi_fixtures as _;
-
-pagurus::ffi::foreign! {
-    extern "C" {
-        fn pf_add(a: i64, b: i64) -> i64;
-        fn pf_callback(cb: extern "C" fn(i64) -> i64, x: i64) -> i64;
-    }
-}
-
-mod plain {
-    unsafe extern "C" {
-        pub fn pf_add(a: i64, b: i64) -> i64;
-    }
-}
-
-extern "C" fn double_it(x: i64) -> i64 {
-    x.wrapping_mul(2)
-}
+// The C fixtures (crates/ffi-fixtures/c/fixtures.c), declared through `foreign!` and plain.
+use pagurus_ffi_fixtures::double_it;
+use pagurus_ffi_fixtures::ffi::{pf_add, pf_callback};
+use pagurus_ffi_fixtures::plain;
 
 const RESERVE: usize = 64 * 1024;
 const MODES: &str = "baseline, switch, direct, reserve, offload, call_with_switch, \

@@ -7,17 +7,11 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::SeqCst};
 
 use pagurus::ffi::{self, Mode};
 use pagurus::{Runtime, stack};
+use pagurus_ffi_fixtures::ffi::{pf_add, pf_callback, pf_unprobed_64k, pf_use_stack, pf_wait_flag};
 use pagurus_ffi_fixtures::{unprobed_64k_expected, use_stack_expected};
-// The fixtures crate links the C code the declarations below resolve to.
-use pagurus_ffi_fixtures as _;
 
 pagurus::ffi::foreign! {
     extern "C" {
-        fn pf_add(a: i64, b: i64) -> i64;
-        fn pf_unprobed_64k(seed: i64) -> i64 where stack = 80 * 1024;
-        fn pf_use_stack(bytes: usize, seed: i64) -> i64;
-        fn pf_callback(cb: extern "C" fn(i64) -> i64, x: i64) -> i64;
-        fn pf_wait_flag(flag: *const AtomicI32, timeout_ms: c_int) -> c_int;
         fn qsort(
             base: *mut c_void,
             n: usize,
@@ -128,15 +122,13 @@ fn qsort_calls_back_into_rust_in_every_mode() {
     }
 }
 
-extern "C" fn double_it(x: i64) -> i64 {
-    x * 2
-}
-
 #[test]
 fn callback_round_trip_in_every_mode() {
     for mode in ALL_MODES {
         // SAFETY: pf_callback calls the function it is given.
-        let got = in_coroutine(mode, || unsafe { pf_callback(double_it, 20) });
+        let got = in_coroutine(mode, || unsafe {
+            pf_callback(pagurus_ffi_fixtures::double_it, 20)
+        });
         assert_eq!(got, 41, "{mode}");
     }
 }
