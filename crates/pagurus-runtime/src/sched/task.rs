@@ -290,6 +290,31 @@ where
     }
 }
 
+impl<F, T> Drop for TaskCell<F, T> {
+    /// The last reference to a task may be dropped by the scheduler, on a worker's own stack: a
+    /// closure or output whose destructor panics there must not take the worker down (everything
+    /// pinned to it would hang). The panic is caught and logged.
+    fn drop(&mut self) {
+        let stage = mem::replace(self.stage.get_mut(), Stage::Taken);
+        if matches!(stage, Stage::Running | Stage::Taken) {
+            return;
+        }
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(stage))) {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("<non-string payload>");
+            tracing::error!(
+                id = self.header.id,
+                "dropping a coroutine's closure or result panicked: {msg}"
+            );
+            // The payload itself may panic when dropped; leak it rather than risk that.
+            mem::forget(payload);
+        }
+    }
+}
+
 /// Typed access to a task's output, for [`JoinHandle`].
 trait Output<T>: Task {
     /// # Safety

@@ -267,7 +267,7 @@ impl WorkerCore {
             if reason == Suspend::Yield {
                 self.local.borrow_mut().push_back(task);
             } else {
-                drop_quietly(task);
+                drop(task);
             }
         }
         self.shutdown();
@@ -390,7 +390,7 @@ impl WorkerCore {
             self.pool.borrow_mut().put(stack);
         }
         let live = self.live.borrow_mut().remove(header.slot.get());
-        drop_quietly(live);
+        drop(live);
         self.stats.coroutine_finished();
     }
 
@@ -567,7 +567,7 @@ impl WorkerCore {
             for task in started {
                 if task.header().state.load(Acquire) & PHASE != DONE {
                     let (task, _) = self.run_task(task, CANCEL);
-                    drop_quietly(task);
+                    drop(task);
                 }
             }
         }
@@ -578,7 +578,7 @@ impl WorkerCore {
                 "coroutine still suspended after {attempts} cancellations; its stack is leaked"
             );
             self.abandon(&task);
-            drop_quietly(task);
+            drop(task);
         }
         // Whatever is still queued either never started or is already done. Dropping a closure
         // may spawn again (its captures' destructors run here), so drain until nothing is left.
@@ -597,25 +597,9 @@ impl WorkerCore {
             }
             for task in queued {
                 self.abandon(&task);
-                drop_quietly(task);
+                drop(task);
             }
         }
-    }
-}
-
-/// Drops a task reference on the worker's own stack, where the last reference may drop a
-/// closure or an output whose destructor panics: that must not kill the worker (every coroutine
-/// pinned to it would hang), so the panic is caught and logged.
-fn drop_quietly(task: TaskRef) {
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(task))) {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("<non-string payload>");
-        tracing::error!("a destructor run by the scheduler panicked: {msg}");
-        // The payload itself may panic when dropped; leak it rather than risk that.
-        std::mem::forget(payload);
     }
 }
 
