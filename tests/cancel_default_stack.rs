@@ -13,27 +13,8 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
-use common::{DropCounter, wait_for};
-use pagurus::{Cancelled, JoinHandle, Runtime, spawn, yield_now};
-
-#[inline(never)]
-fn nested_loop(
-    drops: &Arc<AtomicUsize>,
-    started: &AtomicUsize,
-    never: &AtomicBool,
-    depth: u32,
-) -> u32 {
-    let _guard = DropCounter(drops.clone());
-    if depth == 0 {
-        started.fetch_add(1, SeqCst);
-        while !never.load(SeqCst) {
-            yield_now();
-        }
-        0
-    } else {
-        nested_loop(drops, started, never, depth - 1) + 1
-    }
-}
+use common::{guarded_frames_until, wait_for};
+use pagurus::{Cancelled, JoinHandle, Runtime, spawn};
 
 #[test]
 fn cancellation_unwinds_default_size_stacks() {
@@ -45,7 +26,7 @@ fn cancellation_unwinds_default_size_stacks() {
         (0..10)
             .map(|_| {
                 let (d, s, n) = (drops.clone(), started.clone(), never.clone());
-                spawn(move || nested_loop(&d, &s, &n, 3))
+                spawn(move || guarded_frames_until(&d, &s, &n, 3))
             })
             .collect()
     });

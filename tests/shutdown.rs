@@ -10,7 +10,7 @@ use std::panic;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, mpsc};
 
-use common::{BIG_STACK, DropCounter, DropLog, wait_for};
+use common::{BIG_STACK, DropCounter, DropLog, spin_until, wait_for};
 use pagurus::raw::Coroutine;
 use pagurus::{Cancelled, JoinHandle, Runtime, spawn, yield_now};
 
@@ -40,13 +40,6 @@ impl Ctl {
     }
     fn wait_started(&self, n: usize) {
         wait_for(&self.started, n);
-    }
-}
-
-#[inline(never)]
-fn spin_until(flag: &AtomicBool) {
-    while !flag.load(SeqCst) {
-        yield_now();
     }
 }
 

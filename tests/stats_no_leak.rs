@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use common::{DropCounter, wait_for};
-use pagurus::{Cancelled, JoinHandle, Runtime, spawn, stats, yield_now};
+use common::{DropCounter, guarded_frames_until, spin_until, wait_for};
+use pagurus::{Cancelled, JoinHandle, Runtime, spawn, stats};
 
 /// Spawns a coroutine from its destructor. Dropped while its coroutine is cancelled during
 /// shutdown, it spawns one that never starts.
@@ -35,31 +35,6 @@ impl Drop for SpawnOnDrop {
 }
 
 #[inline(never)]
-fn spin_until(flag: &AtomicBool) {
-    while !flag.load(SeqCst) {
-        yield_now();
-    }
-}
-
-/// `depth + 1` frames with a guard each; the innermost counts itself as running, then yields
-/// until `never` is set.
-#[inline(never)]
-fn nested_loop(
-    drops: &Arc<AtomicUsize>,
-    started: &AtomicUsize,
-    never: &AtomicBool,
-    depth: u32,
-) -> u32 {
-    let _guard = DropCounter(drops.clone());
-    if depth == 0 {
-        started.fetch_add(1, SeqCst);
-        spin_until(never);
-        0
-    } else {
-        nested_loop(drops, started, never, depth - 1) + 1
-    }
-}
-
 #[test]
 fn shutdown_cancels_and_leaks_nothing() {
     let before = stats();
@@ -87,10 +62,10 @@ fn shutdown_cancels_and_leaks_nothing() {
         });
         // A looper that yields forever, with a guard in each of its 3 frames.
         let (d, st, n) = (drops.clone(), started.clone(), never.clone());
-        let looper = spawn(move || nested_loop(&d, &st, &n, 2));
+        let looper = spawn(move || guarded_frames_until(&d, &st, &n, 2));
         // A coroutine parked forever joining another looper (1 guard), with 2 guards of its own.
         let (d, st, n) = (drops.clone(), started.clone(), never.clone());
-        let inner_looper = spawn(move || nested_loop(&d, &st, &n, 0));
+        let inner_looper = spawn(move || guarded_frames_until(&d, &st, &n, 0));
         let (d, st, n) = (drops.clone(), started.clone(), never.clone());
         let joiner = spawn(move || {
             let _a = DropCounter(d.clone());
@@ -105,7 +80,7 @@ fn shutdown_cancels_and_leaks_nothing() {
         // one never starts.
         let out = spawned_in_drop.clone();
         let (d, st, n) = (drops.clone(), started.clone(), never.clone());
-        let third_looper = spawn(move || nested_loop(&d, &st, &n, 0));
+        let third_looper = spawn(move || guarded_frames_until(&d, &st, &n, 0));
         let (d, st, n) = (drops.clone(), started.clone(), never.clone());
         let guarded = spawn(move || {
             let _spawner = SpawnOnDrop {
@@ -120,7 +95,7 @@ fn shutdown_cancels_and_leaks_nothing() {
         });
         // A looper a plain thread will be blocked joining when the runtime drops.
         let (d, st, n) = (drops.clone(), started.clone(), never.clone());
-        let watched = spawn(move || nested_loop(&d, &st, &n, 1));
+        let watched = spawn(move || guarded_frames_until(&d, &st, &n, 1));
         (finishers, late, looper, joiner, guarded, watched)
     });
 

@@ -4,7 +4,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Counts its own drop into a shared counter.
@@ -145,5 +145,31 @@ pub fn assert_died_of(out: &Output, signal: i32, needles: &[&str]) {
             stderr.contains(needle),
             "expected {needle:?} in stderr:\n{stderr}"
         );
+    }
+}
+
+/// Yields the coroutine until `flag` is set.
+pub fn spin_until(flag: &AtomicBool) {
+    while !flag.load(Ordering::SeqCst) {
+        pagurus::yield_now();
+    }
+}
+
+/// `depth + 1` frames with a drop guard each (counted in `drops`); the innermost counts itself
+/// in `started`, then yields until `never` is set. Returns `depth`.
+#[inline(never)]
+pub fn guarded_frames_until(
+    drops: &Arc<AtomicUsize>,
+    started: &AtomicUsize,
+    never: &AtomicBool,
+    depth: u32,
+) -> u32 {
+    let _guard = DropCounter(drops.clone());
+    if depth == 0 {
+        started.fetch_add(1, Ordering::SeqCst);
+        spin_until(never);
+        0
+    } else {
+        guarded_frames_until(drops, started, never, depth - 1) + 1
     }
 }
