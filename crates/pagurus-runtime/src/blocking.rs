@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::sched::{can_park, current_task, park_uncancellable, task_wake};
+use crate::sched::park::Unparker;
+use crate::sched::{can_park, park_uncancellable};
 use crate::stack::on_system_stack;
 
 /// Most pool threads alive at once; calls beyond that wait for a free thread.
@@ -117,7 +118,7 @@ where
     if !can_park() {
         return f();
     }
-    let waiter = current_task().expect("a parkable caller is a scheduled coroutine");
+    let waiter = Unparker::current();
     let done = Arc::new(AtomicBool::new(false));
     let mut out: Option<thread::Result<R>> = None;
     let out_ptr = SendPtr(&raw mut out);
@@ -129,7 +130,7 @@ where
         // cannot leave that frame earlier (it waits uncancellably), so the slot is alive.
         unsafe { *out_ptr.0 = Some(result) };
         signal.store(true, Release);
-        task_wake(&waiter);
+        waiter.unpark();
     };
     let job: Box<dyn FnOnce() + Send + '_> = Box::new(job);
     // SAFETY: only the lifetime is erased. Everything the job borrows lives in the caller's frame

@@ -17,6 +17,7 @@ mod grow;
 mod sched;
 pub mod stack;
 mod stats;
+pub mod time;
 
 /// The foreign-call mode setting (the calls themselves are in `pagurus::ffi`).
 pub mod ffi_mode {

@@ -24,6 +24,7 @@
 //! that is running when the drop starts (say, in a loop that never yields) delays the drop until
 //! it suspends.
 
+pub(crate) mod park;
 mod task;
 mod worker;
 
@@ -209,12 +210,17 @@ impl Builder {
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..workers)
             .map(|_| crossbeam_channel::unbounded::<Msg>())
             .unzip();
+        let polls = (0..workers)
+            .map(|_| mio::Poll::new())
+            .collect::<io::Result<Vec<_>>>()?;
+        let handles = senders
+            .into_iter()
+            .zip(&polls)
+            .map(|(tx, poll)| WorkerHandle::new(tx, poll).map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             config,
-            workers: senders
-                .into_iter()
-                .map(|tx| Arc::new(WorkerHandle::new(tx)))
-                .collect(),
+            workers: handles,
             stealers: deques.iter().map(Deque::stealer).collect(),
             injector: Injector::new(),
             idle: AtomicUsize::new(0),
@@ -226,14 +232,16 @@ impl Builder {
             shared: shared.clone(),
             threads: Vec::with_capacity(workers),
         };
-        for (index, (deque, inbox)) in deques.into_iter().zip(inboxes).enumerate() {
+        for (index, ((deque, inbox), poll)) in
+            deques.into_iter().zip(inboxes).zip(polls).enumerate()
+        {
             let shared = shared.clone();
             let thread = thread::Builder::new()
                 .name(format!("pagurus-worker-{index}"))
                 .spawn(move || {
                     let handle = shared.workers[index].clone();
                     let pool = StackPool::new(shared.config.stack_pool_bytes);
-                    WorkerCore::new(shared, Some(index), handle, inbox, Some(deque), pool)
+                    WorkerCore::new(shared, Some(index), handle, inbox, Some(deque), pool, poll)
                         .run_worker();
                 })?;
             runtime.threads.push(thread);
@@ -309,6 +317,10 @@ impl Runtime {
              spawn the work and join it instead"
         );
         let (tx, inbox) = crossbeam_channel::unbounded();
+        let poll = mio::Poll::new()
+            .unwrap_or_else(|err| panic!("Runtime::block_on: cannot create a poller: {err}"));
+        let handle = WorkerHandle::new(tx, &poll)
+            .unwrap_or_else(|err| panic!("Runtime::block_on: cannot create a poller waker: {err}"));
         let config = self.shared.config;
         let pool = lock(&self.shared.main_pools)
             .pop()
@@ -316,10 +328,11 @@ impl Runtime {
         let core = WorkerCore::new(
             self.shared.clone(),
             None,
-            Arc::new(WorkerHandle::new(tx)),
+            Arc::new(handle),
             inbox,
             None,
             pool,
+            poll,
         );
         let mut slot = MainSlot {
             f: Some(f),
@@ -500,13 +513,6 @@ pub fn yield_now() {
     suspend_scheduled("yield_now", Suspend::Yield);
 }
 
-/// Parks the calling coroutine until something wakes it (spurious returns are possible: callers
-/// re-check their condition).
-#[inline]
-pub(crate) fn park() {
-    suspend_scheduled("park", Suspend::Park);
-}
-
 /// Switches from the running scheduled coroutine to its worker, raising [`Cancelled`] when the
 /// worker resumes it only to shut it down.
 #[inline]
@@ -568,17 +574,15 @@ pub(crate) fn set_current_ffi_mode(mode: Mode) -> bool {
     }
 }
 
-/// Parks the calling scheduled coroutine without ever raising `Cancelled`: for waits that must
-/// not end early because another thread still uses the caller's stack (`offload::run`).
+/// Parks the calling scheduled coroutine, ignoring cancellation: for waits that must not end
+/// early because another thread still uses the caller's stack (`offload::run`).
 pub(crate) fn park_uncancellable() {
     let ctx = scheduled_context("park");
+    if let Some(core) = WorkerCore::current() {
+        core.set_wait_reason(park::WaitReason::ForeignCall);
+    }
     // SAFETY: `scheduled_context` checked that we are on this context's stack, and it is alive.
     unsafe { suspend(&*ctx, Suspend::Park) };
-}
-
-/// Wakes a parked task (for `offload::run`).
-pub(crate) fn task_wake(task: &TaskRef) {
-    task::wake(task);
 }
 
 /// Whether the caller can park: it runs on a scheduled coroutine's own stack.
@@ -608,6 +612,6 @@ pub(crate) fn pool_stack_for_signal(stack: crate::stack::Stack) -> Result<(), cr
 /// The running scheduled coroutine, `None` on a plain thread.
 pub(crate) fn current_task() -> Option<TaskRef> {
     let core = WorkerCore::current()?;
-    scheduled_context("JoinHandle::join");
+    scheduled_context("park");
     core.current_task()
 }

@@ -28,8 +28,9 @@ use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::*};
-use std::thread::{self, Thread};
+use std::thread;
 
+use super::park::{Parked, Unparker, WaitReason, park, raise_cancelled};
 use super::worker::{WorkerHandle, schedule_woken};
 use crate::coroutine::{Body, Cancelled, Context};
 
@@ -66,27 +67,15 @@ impl dyn Task {
 const COMPLETE: usize = 0b01;
 const WAITER: usize = 0b10;
 
-/// Who to wake when a task completes.
-pub(crate) enum Waiter {
-    Task(TaskRef),
-    Thread(Thread),
-}
-
-impl Waiter {
-    fn wake(self) {
-        match self {
-            Waiter::Task(task) => wake(&task),
-            Waiter::Thread(thread) => thread.unpark(),
-        }
-    }
-}
-
 pub(crate) struct Header {
     pub(crate) id: u64,
     pub(crate) state: AtomicUsize,
     join: AtomicUsize,
     /// Written by the joiner before it sets WAITER; taken by the completer after it sees WAITER.
-    waiter: UnsafeCell<Option<Waiter>>,
+    waiter: UnsafeCell<Option<Unparker>>,
+    /// What the task waits for while parked (a `WaitReason` as `u8`, 0 for nothing); written
+    /// by the task itself before it parks, read by dumps.
+    pub(crate) wait_reason: std::sync::atomic::AtomicU8,
     /// Home-thread only: the coroutine itself.
     pub(crate) ctx: Context,
     /// The worker the task is pinned to, recorded by that worker when the task first parks
@@ -103,6 +92,7 @@ impl Header {
             state: AtomicUsize::new(ACTIVE),
             join: AtomicUsize::new(0),
             waiter: UnsafeCell::new(None),
+            wait_reason: std::sync::atomic::AtomicU8::new(0),
             ctx: Context::new(body),
             home: UnsafeCell::new(None),
             slot: Cell::new(usize::MAX),
@@ -140,7 +130,7 @@ impl Header {
             // will not touch it again.
             let waiter = unsafe { (*self.waiter.get()).take() };
             if let Some(waiter) = waiter {
-                waiter.wake();
+                waiter.unpark();
             }
         }
     }
@@ -151,11 +141,7 @@ impl Header {
         if self.is_complete() {
             return;
         }
-        let waiter = match super::current_task() {
-            Some(task) => Waiter::Task(task),
-            None => Waiter::Thread(thread::current()),
-        };
-        let parks_coroutine = matches!(waiter, Waiter::Task(_));
+        let waiter = Unparker::current();
         // SAFETY: WAITER is not set yet (one joiner per task: `join` consumes its handle), so the
         // completer does not read the slot until our fetch_or below publishes it.
         unsafe { *self.waiter.get() = Some(waiter) };
@@ -166,10 +152,9 @@ impl Header {
             return;
         }
         while !self.is_complete() {
-            if parks_coroutine {
-                super::park();
-            } else {
-                thread::park();
+            if park(WaitReason::Join) == Parked::Cancelled {
+                // The completer may still take and wake the waiter; it only reads the slot.
+                raise_cancelled();
             }
         }
     }

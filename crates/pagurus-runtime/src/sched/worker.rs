@@ -25,12 +25,13 @@
 //! further spawns do not nudge again, so a burst of spawns costs one wake-up, not one each.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::*, fence};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_deque::{Steal, Worker as Deque};
@@ -62,21 +63,40 @@ pub(crate) enum Msg {
 /// The part of a worker other threads may touch.
 pub(crate) struct WorkerHandle {
     inbox: Sender<Msg>,
+    /// Counted in `Shared::idle`; cleared by the worker or by the nudger that takes it out.
     sleeping: AtomicBool,
+    /// The worker is in (or about to enter) `Poll::poll`: a sender must use `waker`.
+    polling: AtomicBool,
+    waker: mio::Waker,
 }
 
+/// The poller token of a worker's cross-thread waker.
+const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+
 impl WorkerHandle {
-    pub(crate) fn new(inbox: Sender<Msg>) -> WorkerHandle {
-        WorkerHandle {
+    /// A handle for the worker that will wait in `poll`.
+    pub(crate) fn new(inbox: Sender<Msg>, poll: &mio::Poll) -> io::Result<WorkerHandle> {
+        Ok(WorkerHandle {
             inbox,
             sleeping: AtomicBool::new(false),
-        }
+            polling: AtomicBool::new(false),
+            waker: mio::Waker::new(poll.registry(), WAKER_TOKEN)?,
+        })
     }
 
+    /// Delivers a message, waking the worker if it waits in its poller (see `idle_wait` for why
+    /// no wake-up is lost).
     pub(crate) fn send(&self, msg: Msg) {
         // A closed inbox means the worker already exited at shutdown; the message (and any task
         // in it) is dropped, which is all shutdown would have done with it.
-        let _ = self.inbox.send(msg);
+        if self.inbox.send(msg).is_err() {
+            return;
+        }
+        fence(SeqCst);
+        if self.polling.load(Relaxed) && self.polling.swap(false, AcqRel) {
+            // A failed wake (the eventfd is full) means a wake-up is already pending.
+            let _ = self.waker.wake();
+        }
     }
 }
 
@@ -118,7 +138,16 @@ pub(crate) struct WorkerCore {
     next_id: Cell<u64>,
     id_end: Cell<u64>,
     stats: stats::Local,
+    /// Deadlines of this worker's parked coroutines (`park_until`), by `(deadline, sequence)`.
+    timers: RefCell<BTreeMap<TimerKey, TaskRef>>,
+    timer_seq: Cell<u64>,
+    /// Where the worker waits when it has nothing to run.
+    poll: RefCell<mio::Poll>,
+    events: RefCell<mio::Events>,
 }
+
+/// A timer's key: its deadline, made unique by a per-worker sequence number.
+pub(crate) type TimerKey = (Instant, u64);
 
 /// How many coroutine ids a core takes from the process counter at once.
 const ID_BLOCK: u64 = 1024;
@@ -131,6 +160,7 @@ impl WorkerCore {
         inbox: Receiver<Msg>,
         deque: Option<Deque<TaskRef>>,
         pool: StackPool,
+        poll: mio::Poll,
     ) -> WorkerCore {
         WorkerCore {
             shared,
@@ -149,6 +179,10 @@ impl WorkerCore {
             next_id: Cell::new(0),
             id_end: Cell::new(0),
             stats: stats::Local::new(),
+            timers: RefCell::new(BTreeMap::new()),
+            timer_seq: Cell::new(0),
+            poll: RefCell::new(poll),
+            events: RefCell::new(mio::Events::with_capacity(256)),
         }
     }
 
@@ -211,6 +245,52 @@ impl WorkerCore {
         match self.pool.try_borrow_mut() {
             Ok(mut pool) => pool.put_without_allocating(stack),
             Err(_) => Err(stack),
+        }
+    }
+
+    /// Arms a timer that wakes `task` at `deadline`; the key cancels it.
+    pub(crate) fn add_timer(&self, deadline: Instant, task: TaskRef) -> TimerKey {
+        let seq = self.timer_seq.get();
+        self.timer_seq.set(seq.wrapping_add(1));
+        let key = (deadline, seq);
+        self.timers.borrow_mut().insert(key, task);
+        key
+    }
+
+    /// Disarms a timer, if it has not fired.
+    pub(crate) fn cancel_timer(&self, key: TimerKey) {
+        let removed = self.timers.borrow_mut().remove(&key);
+        drop(removed);
+    }
+
+    /// Wakes the coroutines whose deadlines have passed; returns the nearest deadline left.
+    fn fire_timers(&self) -> Option<Instant> {
+        if self.timers.borrow().is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        loop {
+            let mut timers = self.timers.borrow_mut();
+            let Some(entry) = timers.first_entry() else {
+                return None;
+            };
+            if entry.key().0 > now {
+                return Some(entry.key().0);
+            }
+            let task = entry.remove();
+            drop(timers);
+            super::task::wake(&task);
+        }
+    }
+
+    /// Records what the running coroutine is about to park for.
+    pub(crate) fn set_wait_reason(&self, reason: super::park::WaitReason) {
+        if let Some(task) = self.current.get() {
+            // SAFETY: `current` points into a task kept alive by `run_task` while it is set.
+            unsafe { task.as_ref() }
+                .header()
+                .wait_reason
+                .store(reason as u8, Relaxed);
         }
     }
 
@@ -286,19 +366,29 @@ impl WorkerCore {
                 Suspend::Grow => unreachable!("run_task serves it itself"),
                 Suspend::Park => {
                     drop(t);
-                    // Only the main coroutine lives here; it comes back through a wake-up.
-                    if let Some(t) = self.local.borrow_mut().pop_front() {
-                        task = t;
-                        continue;
-                    }
+                    // Only the main coroutine lives here; it comes back through a wake-up, from
+                    // its own timer or from another thread.
                     task = loop {
-                        match self.inbox.recv() {
-                            Ok(Msg::Run(t)) => break t,
-                            Ok(Msg::Nudge) => {}
-                            Ok(Msg::Shutdown) | Err(_) => {
-                                unreachable!("a block_on thread is never shut down while it runs")
+                        let deadline = self.fire_timers();
+                        if let Some(t) = self.local.borrow_mut().pop_front() {
+                            break t;
+                        }
+                        let mut found = None;
+                        while let Ok(msg) = self.inbox.try_recv() {
+                            match msg {
+                                Msg::Run(t) => found = Some(t),
+                                Msg::Nudge => {}
+                                Msg::Shutdown => {
+                                    unreachable!(
+                                        "a block_on thread is never shut down while it runs"
+                                    )
+                                }
                             }
                         }
+                        if let Some(t) = found {
+                            break t;
+                        }
+                        self.idle_wait(deadline);
                     };
                 }
             }
@@ -426,6 +516,7 @@ impl WorkerCore {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick.is_multiple_of(FAIRNESS_TICKS) {
+            self.fire_timers();
             if !self.drain_inbox() {
                 return None;
             }
@@ -450,6 +541,7 @@ impl WorkerCore {
             if !self.drain_inbox() {
                 return None;
             }
+            let next_deadline = self.fire_timers();
             if !self.local.borrow().is_empty() {
                 continue;
             }
@@ -458,7 +550,7 @@ impl WorkerCore {
                 self.shared.notify_idle();
                 return Some(task);
             }
-            if !self.sleep() {
+            if !self.sleep(next_deadline) {
                 return None;
             }
         }
@@ -523,8 +615,8 @@ impl WorkerCore {
             || self.shared.stealers.iter().any(|s| !s.is_empty())
     }
 
-    /// Blocks until something arrives in the inbox; `false` on shutdown.
-    fn sleep(&self) -> bool {
+    /// Waits until a message arrives or `deadline` passes; `false` on shutdown.
+    fn sleep(&self, deadline: Option<Instant>) -> bool {
         self.handle.sleeping.store(true, SeqCst);
         self.shared.idle.fetch_add(1, SeqCst);
         fence(SeqCst);
@@ -532,9 +624,37 @@ impl WorkerCore {
             self.wake_up();
             return true;
         }
-        let msg = self.inbox.recv();
+        self.idle_wait(deadline);
         self.wake_up();
-        msg.is_ok_and(|msg| self.handle_msg(msg))
+        self.drain_inbox()
+    }
+
+    /// The one place a worker (or a `block_on` thread) blocks: in its poller, until another
+    /// thread sends it a message (its `mio::Waker` fires), `deadline` passes, or (later) a
+    /// registered source becomes ready. Returns early, spuriously, at most once per stale wake.
+    ///
+    /// No wake-up is lost. The worker stores `polling = true`, then (SeqCst fence) looks at its
+    /// inbox; a sender pushes its message, then (SeqCst fence) looks at `polling`. The fences
+    /// order the two store-then-load pairs, so at least one side sees the other's store: either
+    /// the worker finds the message and does not block, or the sender sees `polling` and fires
+    /// the waker, which makes the `poll` below return (an eventfd stays readable until read, so a
+    /// wake that lands before the `poll` call is not lost either).
+    fn idle_wait(&self, deadline: Option<Instant>) {
+        self.handle.polling.store(true, SeqCst);
+        fence(SeqCst);
+        if self.inbox.is_empty() {
+            let timeout = deadline.map(|d| {
+                // Round up to whole milliseconds (epoll's unit) so the deadline has passed when
+                // the poller returns, instead of a sub-millisecond busy loop before it.
+                let left = d.saturating_duration_since(Instant::now());
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                Duration::from_millis(ms.min(u64::MAX as u128) as u64)
+            });
+            let mut events = self.events.borrow_mut();
+            // An error is EINTR (a signal arrived): return and let the loop look again.
+            let _ = self.poll.borrow_mut().poll(&mut events, timeout);
+        }
+        self.handle.polling.store(false, Relaxed);
     }
 
     /// Leaves the idle set, unless a nudger already took us out of it.
@@ -600,6 +720,9 @@ impl WorkerCore {
                 drop(task);
             }
         }
+        // Timers of coroutines that were abandoned instead of finishing.
+        let timers = std::mem::take(&mut *self.timers.borrow_mut());
+        drop(timers);
     }
 }
 

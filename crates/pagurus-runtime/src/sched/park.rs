@@ -1,0 +1,193 @@
+//! Parking: the one way anything in pagurus waits.
+//!
+//! Every blocking primitive (join, channels, locks, timers, sockets, offloaded calls) is built
+//! from three pieces, and from nothing else:
+//!
+//! - [`Unparker::current`] names the waiter: the running scheduled coroutine (a task reference),
+//!   or the calling OS thread when no coroutine runs. It is `Clone + Send + Sync` and owns what it
+//!   names, so a wait queue stores it by value.
+//! - [`park`] / [`park_until`] wait until the unparker is used, the deadline passes, or the
+//!   runtime cancels the coroutine.
+//! - [`Unparker::unpark`] wakes it, from any thread.
+//!
+//! # Permits, not events
+//!
+//! An unpark is a *permit*: if the waiter is not parked yet, its next park returns at once. So a
+//! waiter may publish its unparker, check its condition, and park, without a lock held across
+//! the park: an unpark that lands between the check and the park is not lost. Parks may also
+//! return spuriously (a permit left over from an earlier wait), so every caller parks in a loop
+//! that re-checks its condition. This is the contract of `std::thread::park`, and threads use it
+//! directly.
+//!
+//! # Nothing points into a stack
+//!
+//! Stacks move (growth, and later compaction of parked stacks), so a wait queue must never hold a
+//! pointer into a coroutine stack: no waiter nodes on the stack, no `&` to a stack local handed to
+//! another thread. An [`Unparker`] is a reference-counted pointer to the task's heap allocation;
+//! whatever the waker must hand over (a value sent on a channel) goes into a heap cell the waiter
+//! owns a reference to.
+//!
+//! # Cancellation
+//!
+//! Dropping a runtime resumes each parked coroutine once with a cancellation request; [`park`]
+//! then returns [`Parked::Cancelled`]. The caller removes its waiter from whatever queue holds it
+//! (so no value or permit is handed to a waiter that is gone) and unwinds with
+//! [`raise_cancelled`]. A coroutine is told once; parks after that (in destructors that run while
+//! it unwinds) return `Woken`.
+
+use std::panic;
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+use super::task::{TaskRef, wake};
+use super::worker::WorkerCore;
+use crate::coroutine::{Cancelled, Suspend};
+
+/// How a park ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a cancelled park must be handled: clean up, then raise_cancelled()"]
+pub(crate) enum Parked {
+    /// Unparked, or the deadline passed, or spuriously: re-check the condition.
+    Woken,
+    /// The runtime is shutting down: leave every wait queue, then [`raise_cancelled`].
+    Cancelled,
+}
+
+/// What a parked coroutine waits for (shown by coroutine dumps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum WaitReason {
+    Join = 1,
+    Channel,
+    Mutex,
+    Condvar,
+    Semaphore,
+    WaitGroup,
+    Sleep,
+    Io,
+    ForeignCall,
+    Future,
+}
+
+/// A handle that wakes one parked waiter (a coroutine or an OS thread).
+#[derive(Clone)]
+pub(crate) struct Unparker {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Task(TaskRef),
+    Thread(Thread),
+}
+
+impl Unparker {
+    /// The caller as a waiter: the running scheduled coroutine, or this OS thread.
+    ///
+    /// # Panics
+    ///
+    /// On the system stack or in a raw coroutine nested in a scheduled one: code there cannot
+    /// park the coroutine (see `scheduled_context`).
+    pub(crate) fn current() -> Unparker {
+        let inner = match super::current_task() {
+            Some(task) => Inner::Task(task),
+            None => Inner::Thread(thread::current()),
+        };
+        Unparker { inner }
+    }
+
+    /// Wakes the waiter, or leaves it a permit if it is not parked.
+    pub(crate) fn unpark(&self) {
+        match &self.inner {
+            Inner::Task(task) => wake(task),
+            Inner::Thread(thread) => thread.unpark(),
+        }
+    }
+
+    /// Whether both name the same waiter.
+    pub(crate) fn same_waiter(&self, other: &Unparker) -> bool {
+        match (&self.inner, &other.inner) {
+            (Inner::Task(a), Inner::Task(b)) => std::ptr::addr_eq(
+                std::sync::Arc::as_ptr(a),
+                std::sync::Arc::as_ptr(b),
+            ),
+            (Inner::Thread(a), Inner::Thread(b)) => a.id() == b.id(),
+            _ => false,
+        }
+    }
+
+    /// Whether the waiter is a coroutine (else an OS thread).
+    pub(crate) fn is_coroutine(&self) -> bool {
+        matches!(self.inner, Inner::Task(_))
+    }
+
+    pub(crate) fn from_task(task: TaskRef) -> Unparker {
+        Unparker {
+            inner: Inner::Task(task),
+        }
+    }
+}
+
+impl std::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Task(task) => write!(f, "Unparker(coroutine {})", task.header().id),
+            Inner::Thread(thread) => write!(f, "Unparker(thread {:?})", thread.id()),
+        }
+    }
+}
+
+/// Parks the caller until it is unparked (or spuriously; see the module docs). In a coroutine
+/// the worker runs others meanwhile; on a plain thread the thread blocks.
+pub(crate) fn park(reason: WaitReason) -> Parked {
+    if WorkerCore::current().is_none() {
+        thread::park();
+        return Parked::Woken;
+    }
+    park_coroutine(reason)
+}
+
+/// Like [`park`], but also returns once `deadline` has passed. A coroutine's deadline is a timer
+/// on its worker (no OS timer, no thread), removed when the park returns.
+pub(crate) fn park_until(deadline: Instant, reason: WaitReason) -> Parked {
+    let Some(core) = WorkerCore::current() else {
+        let now = Instant::now();
+        if deadline > now {
+            thread::park_timeout(deadline - now);
+        }
+        return Parked::Woken;
+    };
+    if deadline <= Instant::now() {
+        return Parked::Woken;
+    }
+    let task = super::current_task().expect("a worker's parker is its running coroutine");
+    let key = core.add_timer(deadline, task);
+    let parked = park_coroutine(reason);
+    core.cancel_timer(key);
+    parked
+}
+
+/// Parks the running scheduled coroutine.
+#[inline]
+fn park_coroutine(reason: WaitReason) -> Parked {
+    let ctx = super::scheduled_context("park");
+    // SAFETY: `scheduled_context` checked that we run on the stack of the worker's current
+    // coroutine, which is the innermost context of this thread (so it is alive).
+    let ctx = unsafe { &*ctx };
+    if let Some(core) = WorkerCore::current() {
+        core.set_wait_reason(reason);
+    }
+    // SAFETY: as above: we are that context's coroutine, on its stack.
+    let arg = unsafe { crate::coroutine::suspend(ctx, Suspend::Park) };
+    if ctx.should_raise_cancel(arg) {
+        Parked::Cancelled
+    } else {
+        Parked::Woken
+    }
+}
+
+/// Unwinds the calling coroutine with the [`Cancelled`] payload, after a park returned
+/// [`Parked::Cancelled`] and the caller left its wait queues.
+pub(crate) fn raise_cancelled() -> ! {
+    panic::resume_unwind(Box::new(Cancelled))
+}
