@@ -217,6 +217,13 @@ impl Context {
         arg == CANCEL && !self.cancel_raised.replace(true)
     }
 
+    /// Forgets that a cancellation was reported, so the next `CANCEL` resume is reported again:
+    /// for a suspension point that learned of the cancellation but had to complete its operation
+    /// anyway (a value was already handed to it).
+    pub(crate) fn rearm_cancel(&self) {
+        self.cancel_raised.set(false);
+    }
+
     /// Whether old stacks go to quarantine instead of back to a pool. Async-signal-safe.
     pub(crate) fn quarantines(&self) -> bool {
         self.quarantine.get()

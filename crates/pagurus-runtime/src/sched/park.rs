@@ -186,6 +186,19 @@ fn park_coroutine(reason: WaitReason) -> Parked {
     }
 }
 
+/// Defers a cancellation that [`park`] reported: for a waiter that learned of it too late to give
+/// up its operation (a value or permit was already handed to it). The operation completes
+/// normally; the next park of this coroutine (shutdown resumes it again) reports `Cancelled`
+/// again. A no-op on a plain thread.
+pub(crate) fn defer_cancel() {
+    if WorkerCore::current().is_none() {
+        return;
+    }
+    let ctx = super::scheduled_context("park");
+    // SAFETY: `scheduled_context` checked that this is the running coroutine's live context.
+    unsafe { &*ctx }.rearm_cancel();
+}
+
 /// Unwinds the calling coroutine with the [`Cancelled`] payload, after a park returned
 /// [`Parked::Cancelled`] and the caller left its wait queues.
 pub(crate) fn raise_cancelled() -> ! {
