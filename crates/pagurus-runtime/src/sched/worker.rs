@@ -12,14 +12,18 @@
 //!   an idle worker to come and steal.
 //! - `local`: started coroutines of this worker that are ready to run again.
 //! - `inbox`: a crossbeam channel carrying cross-thread wake-ups of this worker's coroutines,
-//!   and the nudge and shutdown messages. An idle worker sleeps in `recv` on it.
+//!   and the nudge and shutdown messages.
+//! - `timers`: deadlines of this worker's parked coroutines (see `park::park_until`).
+//!
+//! An idle worker waits in its `mio::Poll` (see `idle_wait`), woken by a `mio::Waker` that every
+//! sender fires when the worker is polling, or by the nearest timer.
 //!
 //! Spawns from outside a worker (a `block_on` thread) go to the runtime's global injector.
 //!
 //! # Sleeping without losing work
 //!
 //! An idle worker sets its `sleeping` flag, counts itself in `idle`, then looks for work once more
-//! before it blocks in `recv`. A spawner pushes its task, then reads `idle` (both sides with a
+//! before it blocks in `idle_wait`. A spawner pushes its task, then reads `idle` (both sides with a
 //! SeqCst fence between write and read). Either the spawner sees the sleeper and nudges it, or
 //! the sleeper's second look finds the task. `searching` counts nudges in flight: while one is,
 //! further spawns do not nudge again, so a burst of spawns costs one wake-up, not one each.
