@@ -26,6 +26,7 @@
 
 pub(crate) mod park;
 mod task;
+mod timer;
 mod worker;
 
 use std::io;
@@ -74,7 +75,7 @@ pub(crate) struct Shared {
     pub(crate) stealers: Vec<Stealer<TaskRef>>,
     /// Spawns from threads that are not workers.
     pub(crate) injector: Injector<TaskRef>,
-    /// Workers asleep in `recv`.
+    /// Workers asleep in their poller (`idle_wait`).
     pub(crate) idle: AtomicUsize,
     /// Nudges sent and not yet received.
     pub(crate) searching: AtomicUsize,

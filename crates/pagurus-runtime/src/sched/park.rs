@@ -160,11 +160,43 @@ pub(crate) fn park_until(deadline: Instant, reason: WaitReason) -> Parked {
     if deadline <= Instant::now() {
         return Parked::Woken;
     }
+    park_timer(core, deadline, reason).0
+}
+
+/// Parks the running coroutine of `core` with a timer at `deadline`; also says whether the
+/// timer fired (so the deadline has passed, without reading the clock).
+fn park_timer(core: &WorkerCore, deadline: Instant, reason: WaitReason) -> (Parked, bool) {
     let task = super::current_task().expect("a worker's parker is its running coroutine");
     let key = core.add_timer(deadline, task);
     let parked = park_coroutine(reason);
-    core.cancel_timer(key);
-    parked
+    let fired = !core.cancel_timer(key);
+    (parked, fired)
+}
+
+/// Sleeps until `deadline`: [`park_until`] in a loop that ends at the deadline (`Cancelled` if
+/// the runtime is being dropped).
+pub(crate) fn sleep_until(deadline: Instant) -> Parked {
+    let Some(core) = WorkerCore::current() else {
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Parked::Woken;
+            }
+            thread::park_timeout(deadline - now);
+        }
+    };
+    if deadline <= Instant::now() {
+        return Parked::Woken;
+    }
+    loop {
+        match park_timer(core, deadline, WaitReason::Sleep) {
+            (Parked::Cancelled, _) => return Parked::Cancelled,
+            // A fired timer means the clock reached the deadline's tick.
+            (Parked::Woken, true) => return Parked::Woken,
+            (Parked::Woken, false) if Instant::now() >= deadline => return Parked::Woken,
+            (Parked::Woken, false) => {}
+        }
+    }
 }
 
 /// Parks the running scheduled coroutine.

@@ -29,7 +29,7 @@
 //! further spawns do not nudge again, so a burst of spawns costs one wake-up, not one each.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
@@ -42,6 +42,7 @@ use crossbeam_deque::{Steal, Worker as Deque};
 use slab::Slab;
 
 use super::Shared;
+use super::timer::{TimerKey, Timers};
 use super::task::{ACTIVE, DONE, Header, NOTIFIED, PARKED, PHASE, Task, TaskRef};
 use crate::coroutine::{CANCEL, Context, RESUME, Suspend};
 use crate::stack::{Stack, StackPool, on_system_stack};
@@ -142,16 +143,13 @@ pub(crate) struct WorkerCore {
     next_id: Cell<u64>,
     id_end: Cell<u64>,
     stats: stats::Local,
-    /// Deadlines of this worker's parked coroutines (`park_until`), by `(deadline, sequence)`.
-    timers: RefCell<BTreeMap<TimerKey, TaskRef>>,
-    timer_seq: Cell<u64>,
+    /// Deadlines of this worker's parked coroutines (`park_until`).
+    timers: RefCell<Timers>,
     /// Where the worker waits when it has nothing to run.
     poll: RefCell<mio::Poll>,
     events: RefCell<mio::Events>,
 }
 
-/// A timer's key: its deadline, made unique by a per-worker sequence number.
-pub(crate) type TimerKey = (Instant, u64);
 
 /// How many coroutine ids a core takes from the process counter at once.
 const ID_BLOCK: u64 = 1024;
@@ -183,8 +181,7 @@ impl WorkerCore {
             next_id: Cell::new(0),
             id_end: Cell::new(0),
             stats: stats::Local::new(),
-            timers: RefCell::new(BTreeMap::new()),
-            timer_seq: Cell::new(0),
+            timers: RefCell::new(Timers::new()),
             poll: RefCell::new(poll),
             events: RefCell::new(mio::Events::with_capacity(256)),
         }
@@ -254,17 +251,12 @@ impl WorkerCore {
 
     /// Arms a timer that wakes `task` at `deadline`; the key cancels it.
     pub(crate) fn add_timer(&self, deadline: Instant, task: TaskRef) -> TimerKey {
-        let seq = self.timer_seq.get();
-        self.timer_seq.set(seq.wrapping_add(1));
-        let key = (deadline, seq);
-        self.timers.borrow_mut().insert(key, task);
-        key
+        self.timers.borrow_mut().arm(deadline, task)
     }
 
-    /// Disarms a timer, if it has not fired.
-    pub(crate) fn cancel_timer(&self, key: TimerKey) {
-        let removed = self.timers.borrow_mut().remove(&key);
-        drop(removed);
+    /// Disarms a timer; `false` if it fired already.
+    pub(crate) fn cancel_timer(&self, key: TimerKey) -> bool {
+        self.timers.borrow_mut().cancel(key)
     }
 
     /// Wakes the coroutines whose deadlines have passed; returns the nearest deadline left.
@@ -272,19 +264,16 @@ impl WorkerCore {
         if self.timers.borrow().is_empty() {
             return None;
         }
-        let now = Instant::now();
-        loop {
-            let mut timers = self.timers.borrow_mut();
-            let Some(entry) = timers.first_entry() else {
-                return None;
-            };
-            if entry.key().0 > now {
-                return Some(entry.key().0);
-            }
-            let task = entry.remove();
-            drop(timers);
+        let mut due = Vec::new();
+        let next = self
+            .timers
+            .borrow_mut()
+            .fire(Instant::now(), |task| due.push(task));
+        // Woken outside the borrow: a wake may drop the last reference to a task.
+        for task in due {
             super::task::wake(&task);
         }
+        next
     }
 
     /// Records what the running coroutine is about to park for.
@@ -725,7 +714,7 @@ impl WorkerCore {
             }
         }
         // Timers of coroutines that were abandoned instead of finishing.
-        let timers = std::mem::take(&mut *self.timers.borrow_mut());
+        let timers = self.timers.borrow_mut().clear();
         drop(timers);
     }
 }

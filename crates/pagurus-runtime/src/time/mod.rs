@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sched::park::{Parked, WaitReason, park_until, raise_cancelled};
+use crate::sched::park::{self, Parked, raise_cancelled};
 
 /// Puts the calling coroutine to sleep for at least `dur`; its worker runs other coroutines
 /// meanwhile. On a plain thread, sleeps the thread.
@@ -50,9 +50,7 @@ pub fn sleep(dur: Duration) {
 /// Unwinds with [`Cancelled`](crate::Cancelled) when the coroutine's runtime is dropped while
 /// it sleeps.
 pub fn sleep_until(deadline: Instant) {
-    while Instant::now() < deadline {
-        if park_until(deadline, WaitReason::Sleep) == Parked::Cancelled {
-            raise_cancelled();
-        }
+    if park::sleep_until(deadline) == Parked::Cancelled {
+        raise_cancelled();
     }
 }
