@@ -18,6 +18,20 @@ pagurus::ffi::foreign! {
             size: usize,
             cmp: extern "C" fn(*const c_void, *const c_void) -> c_int,
         );
+        /// Declared under another Rust name: the symbol comes from `link_name`.
+        #[link_name = "labs"]
+        fn c_labs(x: std::ffi::c_long) -> std::ffi::c_long;
+    }
+}
+
+/// `#[link_name]` names the foreign symbol, in every mode (it used to land on the wrapper, so the
+/// declaration asked the linker for `c_labs` and the build failed).
+#[test]
+fn link_name_names_the_foreign_symbol() {
+    for mode in ALL_MODES {
+        let got =
+            runtime(mode).block_on(|| pagurus::spawn(|| unsafe { c_labs(-42) }).join().unwrap());
+        assert_eq!(got, 42, "{mode}");
     }
 }
 

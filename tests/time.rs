@@ -81,7 +81,10 @@ fn many_sleepers_sleep_at_once() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum::<usize>()
     });
     assert_eq!(woken, N * (N - 1) / 2);
     assert_eq!(most.load(SeqCst), N);

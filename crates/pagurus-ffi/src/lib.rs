@@ -151,8 +151,9 @@ pub fn set_default_mode(mode: Mode) {
 /// Each `fn` becomes an `unsafe fn` of the same name and signature that calls the foreign symbol
 /// with [`call_unchecked`]. `where stack = BYTES` after a signature gives the stack the function
 /// needs, which `Reserve` mode reserves (if larger than the mode's own bytes). Attributes on the
-/// block (such as `#[link(name = "m")]`) apply to the foreign declarations; attributes on a `fn`
-/// (docs, `cfg`, `allow`) apply to its wrapper.
+/// block (such as `#[link(name = "m")]`) apply to the foreign declarations; `#[link_name = ".."]`
+/// on a `fn` names the foreign symbol (the wrapper keeps the Rust name); every other attribute on
+/// a `fn` (docs, `cfg`, `allow`) applies to its wrapper.
 ///
 /// The wrappers are `unsafe` for the foreign function's own contract, and because in `Offload`
 /// mode the call runs on another thread (with the caller waiting).
@@ -163,10 +164,13 @@ pub fn set_default_mode(mode: Mode) {
 ///         /// libc's `labs`.
 ///         pub fn labs(x: std::ffi::c_long) -> std::ffi::c_long;
 ///         fn strlen(s: *const std::ffi::c_char) -> usize where stack = 16 * 1024;
+///         #[link_name = "abs"]
+///         fn c_abs(x: std::ffi::c_int) -> std::ffi::c_int;
 ///     }
 /// }
 /// let n = pagurus_runtime::run(|| unsafe { strlen(c"hermit".as_ptr()) + labs(-1) as usize });
 /// assert_eq!(n, 7);
+/// assert_eq!(pagurus_runtime::run(|| unsafe { c_abs(-5) }), 5);
 /// ```
 #[macro_export]
 macro_rules! foreign {
@@ -177,20 +181,37 @@ macro_rules! foreign {
         $crate::foreign!(@items [$(#[$block])*] $abi; $($items)*);
     };
     (@items [$($block:tt)*] $abi:literal; ) => {};
+    (@items [$($block:tt)*] $abi:literal; $($rest:tt)+) => {
+        $crate::foreign!(@fn [$($block)*] $abi; [] []; $($rest)+);
+    };
+    // Sorting an item's attributes: `link_name` names the foreign symbol, so it goes on the
+    // declaration inside; every other attribute (docs, `cfg`, lints) goes on the wrapper.
     (
-        @items [$($block:tt)*] $abi:literal;
-        $(#[$attr:meta])*
+        @fn [$($block:tt)*] $abi:literal; [$($outer:tt)*] [$($inner:tt)*];
+        #[link_name = $link:literal] $($rest:tt)+
+    ) => {
+        $crate::foreign!(@fn [$($block)*] $abi; [$($outer)*] [$($inner)* #[link_name = $link]]; $($rest)+);
+    };
+    (
+        @fn [$($block:tt)*] $abi:literal; [$($outer:tt)*] [$($inner:tt)*];
+        #[$attr:meta] $($rest:tt)+
+    ) => {
+        $crate::foreign!(@fn [$($block)*] $abi; [$($outer)* #[$attr]] [$($inner)*]; $($rest)+);
+    };
+    (
+        @fn [$($block:tt)*] $abi:literal; [$($outer:tt)*] [$($inner:tt)*];
         $vis:vis fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?
         $(where stack = $hint:expr)? ;
         $($rest:tt)*
     ) => {
-        $(#[$attr])*
+        $($outer)*
         #[allow(clippy::missing_safety_doc)]
         #[inline]
         // # Safety: the foreign function's own contract (see the macro's documentation).
         $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
             $($block)*
             unsafe extern $abi {
+                $($inner)*
                 fn $name($($arg: $ty),*) $(-> $ret)?;
             }
             // SAFETY: the caller upholds the foreign function's contract (this wrapper is an

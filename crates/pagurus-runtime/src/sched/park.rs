@@ -107,10 +107,9 @@ impl Unparker {
     /// Whether both name the same waiter.
     pub(crate) fn same_waiter(&self, other: &Unparker) -> bool {
         match (&self.inner, &other.inner) {
-            (Inner::Task(a), Inner::Task(b)) => std::ptr::addr_eq(
-                std::sync::Arc::as_ptr(a),
-                std::sync::Arc::as_ptr(b),
-            ),
+            (Inner::Task(a), Inner::Task(b)) => {
+                std::ptr::addr_eq(std::sync::Arc::as_ptr(a), std::sync::Arc::as_ptr(b))
+            }
             (Inner::Thread(a), Inner::Thread(b)) => a.id() == b.id(),
             _ => false,
         }

@@ -369,10 +369,22 @@ mod tests {
         let mut got: Vec<u64> = fired.iter().map(|(id, _)| *id).collect();
         got.sort_unstable();
         let expected: Vec<u64> = (0..5000).filter(|id| !cancelled.contains(id)).collect();
-        assert!(cancelled.len() > 100, "the model cancels armed timers: {}", cancelled.len());
-        assert!(got == expected, "fired {} timers, expected {}", got.len(), expected.len());
+        assert!(
+            cancelled.len() > 100,
+            "the model cancels armed timers: {}",
+            cancelled.len()
+        );
+        assert!(
+            got == expected,
+            "fired {} timers, expected {}",
+            got.len(),
+            expected.len()
+        );
         for (id, at) in fired {
-            assert!(at >= deadline_of[&id], "timer {id} fired at {at} before its deadline");
+            assert!(
+                at >= deadline_of[&id],
+                "timer {id} fired at {at} before its deadline"
+            );
         }
         assert!(t.is_empty());
     }

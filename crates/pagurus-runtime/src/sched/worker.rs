@@ -42,8 +42,8 @@ use crossbeam_deque::{Steal, Worker as Deque};
 use slab::Slab;
 
 use super::Shared;
-use super::timer::{TimerKey, Timers};
 use super::task::{ACTIVE, DONE, Header, NOTIFIED, PARKED, PHASE, Task, TaskRef};
+use super::timer::{TimerKey, Timers};
 use crate::coroutine::{CANCEL, Context, RESUME, Suspend};
 use crate::stack::{Stack, StackPool, on_system_stack};
 use crate::stats;
@@ -149,7 +149,6 @@ pub(crate) struct WorkerCore {
     poll: RefCell<mio::Poll>,
     events: RefCell<mio::Events>,
 }
-
 
 /// How many coroutine ids a core takes from the process counter at once.
 const ID_BLOCK: u64 = 1024;
