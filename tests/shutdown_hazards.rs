@@ -141,3 +141,118 @@ fn spawn_from_a_destructor_during_shutdown_is_not_lost() {
     let r = late.join();
     assert!(matches!(r, Ok(7)) || is_cancelled(r));
 }
+
+/// Reliability defect 8: an unstarted coroutine whose closure panics while shutdown drops it
+/// still completes: its `join` returns `Err(Cancelled)` instead of waiting for ever.
+#[test]
+fn closure_panicking_in_drop_at_shutdown_still_completes() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("closure capture panics when dropped");
+        }
+    }
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let handle = rt.block_on(|| {
+        let capture = PanicOnDrop;
+        // Spawned from the block_on thread: it waits in the injector, never started, while the
+        // only worker is kept busy until the runtime is dropped.
+        let blocker = pagurus::spawn(|| loop {
+            pagurus::yield_now();
+        });
+        let h = pagurus::spawn(move || {
+            let _c = &capture;
+        });
+        drop(blocker);
+        h
+    });
+    drop(rt);
+    // Joined on another thread, so a hang fails the test instead of blocking it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(is_cancelled(handle.join())).unwrap());
+    let cancelled = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("join of a coroutine whose closure panicked in drop never returned");
+    assert!(cancelled);
+}
+
+/// Reliability defect 9: the result of a detached coroutine is dropped inside that coroutine,
+/// so a destructor in it may join other coroutines (it used to run on the bare worker stack and
+/// panic with a false message about nested raw coroutines).
+#[test]
+fn detached_result_whose_drop_joins() {
+    struct JoinsOnDrop(Option<pagurus::JoinHandle<u32>>, Arc<AtomicUsize>);
+    impl Drop for JoinsOnDrop {
+        fn drop(&mut self) {
+            let v = self.0.take().unwrap().join().unwrap();
+            self.1.fetch_add(v as usize, SeqCst);
+        }
+    }
+    let total = Arc::new(AtomicUsize::new(0));
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    rt.block_on(|| {
+        for i in 0..100u32 {
+            let t = total.clone();
+            let detached = pagurus::spawn(move || {
+                let inner = pagurus::spawn(move || {
+                    pagurus::yield_now();
+                    i
+                });
+                JoinsOnDrop(Some(inner), t)
+            });
+            drop(detached);
+        }
+        let start = std::time::Instant::now();
+        while total.load(SeqCst) < (0..100).sum::<usize>()
+            && start.elapsed() < std::time::Duration::from_secs(30)
+        {
+            pagurus::time::sleep(std::time::Duration::from_millis(1));
+        }
+    });
+    drop(rt);
+    assert_eq!(total.load(SeqCst), (0..100).sum::<usize>());
+}
+
+/// Reliability defect 15: a worker's thread-local whose destructor joins a coroutine still in
+/// the global injector does not deadlock the runtime's drop.
+#[test]
+fn worker_thread_local_joining_an_injected_task_at_drop() {
+    use std::cell::RefCell;
+    struct JoinOnExit(RefCell<Option<pagurus::JoinHandle<()>>>);
+    impl Drop for JoinOnExit {
+        fn drop(&mut self) {
+            if let Some(h) = self.0.borrow_mut().take() {
+                let _ = h.join();
+            }
+        }
+    }
+    thread_local! {
+        static PENDING: JoinOnExit = const { JoinOnExit(RefCell::new(None)) };
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let (hand_tx, hand_rx) = std::sync::mpsc::channel::<pagurus::JoinHandle<()>>();
+        let hand_rx = std::sync::Mutex::new(hand_rx);
+        let (stored_tx, stored_rx) = std::sync::mpsc::channel::<()>();
+        rt.block_on(|| {
+            // The only worker: blocks its thread until it is handed the handle of an injected,
+            // not yet started task, keeps it in a thread-local, and lingers (still blocking the
+            // thread) so the runtime's drop starts before the worker looks at the injector.
+            let stopper = pagurus::spawn(move || {
+                let h = hand_rx.lock().unwrap().recv().unwrap();
+                PENDING.with(|p| *p.0.borrow_mut() = Some(h));
+                stored_tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            });
+            drop(stopper);
+        });
+        let injected = rt.block_on(|| pagurus::spawn(|| ()));
+        hand_tx.send(injected).unwrap();
+        stored_rx.recv().unwrap();
+        drop(rt);
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("Runtime::drop deadlocked on a worker thread-local that joins an injected task");
+}

@@ -85,6 +85,21 @@ pub(crate) struct Shared {
     pub(crate) ffi_mode: AtomicMode,
 }
 
+impl Shared {
+    /// Completes every task in the injector with `Cancelled` (they never started).
+    fn abandon_injected(&self) {
+        loop {
+            match self.injector.steal() {
+                Steal::Success(task) => {
+                    worker::abandon(&task);
+                }
+                Steal::Retry => {}
+                Steal::Empty => break,
+            }
+        }
+    }
+}
+
 /// Configures and builds a [`Runtime`].
 ///
 /// ```
@@ -358,6 +373,10 @@ impl Drop for Runtime {
         for worker in &self.shared.workers {
             worker.send(Msg::Shutdown);
         }
+        // Tasks still in the injector never started and never will: complete them with
+        // `Cancelled` now, before waiting for the workers, whose exit (thread-local destructors)
+        // may join them. Anything injected while the workers stop is abandoned afterwards.
+        self.shared.abandon_injected();
         let me = thread::current().id();
         for thread in self.threads.drain(..) {
             // Dropped by one of its own coroutines: that worker shuts down when it gets back to
@@ -366,15 +385,7 @@ impl Drop for Runtime {
                 let _ = thread.join();
             }
         }
-        loop {
-            match self.shared.injector.steal() {
-                Steal::Success(task) => {
-                    worker::abandon(&task);
-                }
-                Steal::Retry => {}
-                Steal::Empty => break,
-            }
-        }
+        self.shared.abandon_injected();
         tracing::debug!("runtime stopped");
     }
 }
@@ -541,7 +552,13 @@ fn scheduled_context(what: &str) -> *const Context {
     }
     let ctx = WorkerCore::current().map_or(ptr::null(), WorkerCore::current_ctx);
     assert!(
-        !ctx.is_null() && ptr::eq(ctx, current_context()),
+        !ctx.is_null(),
+        "pagurus::{what} called on a pagurus worker thread outside any coroutine (from a \
+         destructor or thread-local the scheduler itself runs): nothing there can wait; \
+         do the waiting in a coroutine"
+    );
+    assert!(
+        ptr::eq(ctx, current_context()),
         "pagurus::{what} called from a raw coroutine nested inside a scheduled one; \
          only the scheduled coroutine itself can suspend"
     );

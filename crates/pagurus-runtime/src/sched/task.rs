@@ -22,6 +22,11 @@
 //! `join` holds `COMPLETE` (the output is written) and `WAITER` (the joiner's waiter is written).
 //! Each side writes its part, then sets its bit with one `fetch_or`; whoever sets its bit second
 //! sees the other's and acts: the completer wakes the waiter, or the joiner finds the output.
+//!
+//! `DETACHED` says the `JoinHandle` was dropped unjoined, and decides who drops the output the
+//! same way: if the coroutine completes after the handle is gone, it drops its output itself,
+//! still inside the coroutine (where a destructor may park, join or use channels); if the handle
+//! is dropped after completion, the handle's drop does it, wherever the handle was.
 
 use std::cell::{Cell, UnsafeCell};
 use std::mem;
@@ -64,8 +69,9 @@ impl dyn Task {
     }
 }
 
-const COMPLETE: usize = 0b01;
-const WAITER: usize = 0b10;
+const COMPLETE: usize = 0b001;
+const WAITER: usize = 0b010;
+const DETACHED: usize = 0b100;
 
 pub(crate) struct Header {
     pub(crate) id: u64,
@@ -119,12 +125,18 @@ impl Header {
         self.join.load(Acquire) & COMPLETE != 0
     }
 
-    /// Marks the output written and wakes the joiner, if one is waiting.
+    /// Marks the output written and wakes the joiner, if one is waiting. Returns `true` when the
+    /// handle was dropped first (`DETACHED`): nobody will take the output, and the caller must
+    /// drop it.
     ///
     /// # Safety
     /// The output must be written, and this called once.
-    pub(crate) unsafe fn complete(&self) {
+    #[must_use = "an orphaned output must be dropped by the completer"]
+    pub(crate) unsafe fn complete(&self) -> bool {
         let prev = self.join.fetch_or(COMPLETE, AcqRel);
+        if prev & DETACHED != 0 {
+            return true;
+        }
         if prev & WAITER != 0 {
             // SAFETY: WAITER was set, so the joiner finished writing the slot (Acquire above) and
             // will not touch it again.
@@ -133,6 +145,7 @@ impl Header {
                 waiter.unpark();
             }
         }
+        false
     }
 
     /// Blocks the caller (parks the calling coroutine, or the OS thread outside coroutines) until
@@ -241,7 +254,13 @@ where
         // SAFETY: as above; the joiner reads it only after `complete`.
         unsafe { *cell.stage.get() = Stage::Finished(output) };
         // SAFETY: the output is written; this is the only call.
-        unsafe { cell.header.complete() };
+        if unsafe { cell.header.complete() } {
+            // Detached: drop the output here, inside the coroutine, where its destructor may
+            // park. The handle is gone, so nobody else touches `stage`.
+            // SAFETY: as just said.
+            let stage = unsafe { mem::replace(&mut *cell.stage.get(), Stage::Taken) };
+            drop_logging_panics(cell.header.id, stage);
+        }
     }
 
     /// The output, once complete.
@@ -267,11 +286,19 @@ where
         // SAFETY: the caller is the home worker (or, for a task that never started, the scheduler
         // that holds it), and the coroutine will not run again, so nothing else touches `stage`.
         let stage = unsafe { &mut *self.stage.get() };
-        if matches!(stage, Stage::Pending(_) | Stage::Running) {
-            *stage = Stage::Finished(Err(Box::new(Cancelled)));
-            // SAFETY: the output is written; Pending or Running means `complete` never ran.
-            unsafe { self.header.complete() };
+        if !matches!(stage, Stage::Pending(_) | Stage::Running) {
+            return;
         }
+        // The closure is dropped only after the task is complete: a destructor that panics must
+        // not leave its joiner waiting for ever.
+        let closure = mem::replace(stage, Stage::Finished(Err(Box::new(Cancelled))));
+        // SAFETY: the output is written; Pending or Running means `complete` never ran.
+        if unsafe { self.header.complete() } {
+            // SAFETY: detached and complete: nobody else touches `stage`.
+            let output = unsafe { mem::replace(&mut *self.stage.get(), Stage::Taken) };
+            drop(output);
+        }
+        drop_logging_panics(self.header.id, closure);
     }
 }
 
@@ -281,22 +308,25 @@ impl<F, T> Drop for TaskCell<F, T> {
     /// pinned to it would hang). The panic is caught and logged.
     fn drop(&mut self) {
         let stage = mem::replace(self.stage.get_mut(), Stage::Taken);
-        if matches!(stage, Stage::Running | Stage::Taken) {
-            return;
-        }
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(stage))) {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("<non-string payload>");
-            tracing::error!(
-                id = self.header.id,
-                "dropping a coroutine's closure or result panicked: {msg}"
-            );
-            // The payload itself may panic when dropped; leak it rather than risk that.
-            mem::forget(payload);
-        }
+        drop_logging_panics(self.header.id, stage);
+    }
+}
+
+/// Drops a task's closure or output, catching and logging a panic from its destructor (the
+/// scheduler may be the one dropping it, on a worker's own stack).
+fn drop_logging_panics<F, T>(id: u64, stage: Stage<F, T>) {
+    if matches!(stage, Stage::Running | Stage::Taken) {
+        return;
+    }
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(stage))) {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("<non-string payload>");
+        tracing::error!(id, "dropping a coroutine's closure or result panicked: {msg}");
+        // The payload itself may panic when dropped; leak it rather than risk that.
+        mem::forget(payload);
     }
 }
 
@@ -352,10 +382,13 @@ impl<T: Send + 'static> JoinHandle<T> {
     /// });
     /// ```
     pub fn join(self) -> thread::Result<T> {
-        let header = self.header();
+        let this = mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the Arc is moved out exactly once.
+        let task = unsafe { std::ptr::read(&this.task) };
+        let header = (&*task as &dyn Task).header();
         header.wait_complete();
         // SAFETY: complete; `join` consumes the only handle, so this is the only take.
-        unsafe { self.task.take() }
+        unsafe { task.take() }
     }
 
     /// Whether the coroutine has finished (its result is ready for [`JoinHandle::join`]).
@@ -372,6 +405,19 @@ impl<T: Send + 'static> JoinHandle<T> {
 impl<T: 'static> JoinHandle<T> {
     fn header(&self) -> &Header {
         (&*self.task as &dyn Task).header()
+    }
+}
+
+impl<T: 'static> Drop for JoinHandle<T> {
+    /// Detaches the coroutine. If it has finished already, its result is dropped here; otherwise
+    /// the coroutine drops it itself when it finishes.
+    fn drop(&mut self) {
+        let prev = self.header().join.fetch_or(DETACHED, AcqRel);
+        if prev & COMPLETE != 0 {
+            // SAFETY: complete (Acquire above), and the handle was never joined (join does not
+            // drop it), so the output is still there and this is the only take.
+            drop(unsafe { self.task.take() });
+        }
     }
 }
 
