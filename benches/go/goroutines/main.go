@@ -20,7 +20,7 @@
 //
 // Output: one `name value` pair per line; values in nanoseconds per operation (the median
 // round, with `name_min` and `name_max` for the fastest and slowest round, `name_n` for the
-// operations per round), plus `go_version` and `rounds`.
+// operations per round and `name_rounds` for the rounds), plus `go_version`.
 //
 // Go 1.19+ starts goroutines on a stack sized from the average seen at the last GC
 // (GODEBUG adaptivestackstart); for the growth rows to measure growth from 2 KiB, the program
@@ -63,6 +63,7 @@ func emit(name string, n int, per []float64) {
 	fmt.Printf("%s_min %.3f\n", name, per[0])
 	fmt.Printf("%s_max %.3f\n", name, per[len(per)-1])
 	fmt.Printf("%s_n %d\n", name, n)
+	fmt.Printf("%s_rounds %d\n", name, len(per))
 }
 
 // timed returns the nanoseconds f takes.
