@@ -204,14 +204,14 @@ fn discover_in(
     if let Some(go) = newest_versioned(usr_lib) {
         return Found::At {
             go,
-            how: "the newest /usr/lib/go-*/bin/go (not on PATH)",
+            how: "/usr/lib/go-*/bin/go, the newest; not on PATH",
         };
     }
     let go = usr_local_go.join("bin").join("go");
     if is_executable(&go) {
         return Found::At {
             go,
-            how: "/usr/local/go/bin/go (not on PATH)",
+            how: "/usr/local/go/bin/go; not on PATH",
         };
     }
     Found::Missing(format!(
@@ -294,7 +294,7 @@ pub fn run(
         .unwrap_or_else(|| "Go (version unknown)".into());
     eprintln!("xtask bench: Go: {version} at {} ({how})", go.display());
     report.notes.push(Note::Plain(format!(
-        "Go rows: {version} at `{}` (found through {how}); `benches/go` (cgo) and \
+        "Go rows: {version} at `{}` (found via {how}); `benches/go` (cgo) and \
          `benches/go/goroutines`, built and run right after the criterion benchmarks; each \
          figure is the median round, its spread the fastest to slowest round.",
         go.display()
@@ -612,7 +612,7 @@ mod tests {
             discover_in(None, no_path(), &lib, &local),
             Found::At {
                 go: tarball,
-                how: "/usr/local/go/bin/go (not on PATH)"
+                how: "/usr/local/go/bin/go; not on PATH"
             }
         );
         // Versioned directories beat it, the newest by number (1.23 > 1.9), ignoring odd names
