@@ -251,13 +251,13 @@ impl Report {
     }
 }
 
-const WIDTH: f64 = 1400.0;
+const WIDTH: f64 = 1500.0;
 const ROW_H: f64 = 22.0;
 const BAR_H: f64 = 14.0;
 /// Width of a character of the monospace labels at 12px.
 const CHAR_W: f64 = 7.3;
 /// Room right of the plot for the value of the longest bar.
-const VALUE_ROOM: f64 = 440.0;
+const VALUE_ROOM: f64 = 540.0;
 
 /// The horizontal axis of a panel, in ns.
 enum Scale {
