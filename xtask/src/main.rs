@@ -1,5 +1,7 @@
 //! `cargo xtask <task>`: project chores that need more than one cargo command.
 //!
+//! - `layers`: checks that each module of `pagurus-runtime` imports only from the layers below it
+//!   (the diagram at the top of its `lib.rs`; see `layers.rs`). Fails listing `file:line`.
 //! - `bench [--quick] [FILTER]`: runs the criterion benchmarks under `benches/`, then, when the
 //!   filter selects the foreign-call benchmarks (or there is none):
 //!   - if a Go toolchain is on PATH, builds and runs the cgo benchmark in `benches/go/` (the same
@@ -15,6 +17,7 @@
 mod callgrind;
 mod criterion;
 mod go;
+mod layers;
 mod report;
 mod rows;
 
@@ -35,8 +38,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("layers") => match layers::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("xtask layers: {err}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
-            eprintln!("usage: cargo xtask bench [--quick] [FILTER]");
+            eprintln!("usage: cargo xtask bench [--quick] [FILTER] | cargo xtask layers");
             ExitCode::from(2)
         }
     }
