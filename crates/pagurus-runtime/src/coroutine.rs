@@ -357,3 +357,23 @@ unsafe fn request_growth(slot: &StackSlot) {
     // scheduler and raw coroutines serve `Grow` before resuming it.
     unsafe { suspend(ctx, Suspend::Grow) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe fn nothing(_: *const ()) {}
+
+    #[test]
+    fn pins_nest_and_unpin_on_drop() {
+        let ctx = Context::new(nothing);
+        assert_eq!(ctx.pins(), 0);
+        let outer = ctx.pin();
+        let inner = ctx.pin();
+        assert_eq!(ctx.pins(), 2);
+        drop(inner);
+        assert_eq!(ctx.pins(), 1);
+        drop(outer);
+        assert_eq!(ctx.pins(), 0);
+    }
+}
