@@ -29,9 +29,9 @@ use crate::sched::{can_park, current_task, park_uncancellable, task_wake};
 use crate::stack::{SYSTEM_STACK_SIZE, on_system_stack};
 
 /// Most pool threads alive at once; calls beyond that wait for a free thread.
-pub const MAX_THREADS: usize = 512;
+pub(crate) const MAX_THREADS: usize = 512;
 /// How long an idle pool thread waits for work before it exits.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stack size of a pool thread: as much as an ordinary thread gets.
 const THREAD_STACK: usize = SYSTEM_STACK_SIZE;
 
