@@ -15,7 +15,10 @@ fn recurse(depth: u64) -> u64 {
 }
 
 fn main() {
-    assert!(cfg!(panic = "abort"), "build this example with the `abort` profile");
+    if cfg!(panic = "unwind") {
+        eprintln!("abort-mode: build this example with `--profile abort`");
+        std::process::exit(2);
+    }
     let rt = pagurus::Runtime::builder().workers(2).build().unwrap();
 
     // Growth by fault and by `ensure` works as with unwinding.
