@@ -6,17 +6,20 @@
 //! costs) is `design.md` at the repository root.
 //!
 //! Layout: `arch` (the context switch, one file per target), `stack` (mappings and pools),
-//! `coroutine` (contexts, resume/suspend, raw coroutines), `sched` (runtime, workers, tasks),
+//! `coroutine` (contexts, resume/suspend, raw coroutines), `sched` (runtime, workers, tasks, the
+//! parking API), `sync` (locks and coordination over that API), `future` (`block_on`), `time`,
 //! `stats`.
 
 mod arch;
 mod blocking;
 mod coroutine;
 mod foreign;
+pub mod future;
 mod grow;
 mod sched;
 pub mod stack;
 mod stats;
+pub mod sync;
 pub mod time;
 
 /// The foreign-call mode setting (the calls themselves are in `pagurus::ffi`).
