@@ -137,7 +137,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Acquires read access if no writer holds the lock and nobody is queued, without waiting.
     #[inline]
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
-        self.try_add_reader().then_some(RwLockReadGuard {
+        self.try_add_reader().then(|| RwLockReadGuard {
             lock: self,
             _not_send: PhantomData,
         })
@@ -149,7 +149,7 @@ impl<T: ?Sized> RwLock<T> {
         self.state
             .compare_exchange(0, WRITER, Acquire, Relaxed)
             .is_ok()
-            .then_some(RwLockWriteGuard {
+            .then(|| RwLockWriteGuard {
                 lock: self,
                 _not_send: PhantomData,
             })

@@ -82,8 +82,7 @@ impl Semaphore {
     /// Takes a permit if one is free and nobody is queued for one, without waiting.
     #[inline]
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
-        self.try_take()
-            .then_some(SemaphorePermit { semaphore: self })
+        self.try_take().then(|| SemaphorePermit { semaphore: self })
     }
 
     /// Adds `n` permits: they go to queued waiters first, in order, and the rest to the count.
