@@ -35,11 +35,56 @@ fn assert_cancelled<T: std::fmt::Debug + Send + 'static>(h: JoinHandle<T>) {
 #[test]
 fn cancelled_waiters_leave_every_primitive_usable() {
     let before = stats();
+    normal_use();
     queued_waiters_are_removed();
     granted_waiters_pass_on_what_they_were_handed();
     let after = stats();
     assert_eq!(after.live, before.live, "{before:?} -> {after:?}");
     assert_eq!(after.stack_bytes_reserved, before.stack_bytes_reserved);
+}
+
+/// Waiting and waking in every primitive, completed normally: nothing stays alive afterwards.
+fn normal_use() {
+    let rt = runtime(2);
+    let mutex = Arc::new(Mutex::new(0u32));
+    let sem = Arc::new(Semaphore::new(2));
+    let rwlock = Arc::new(RwLock::new(0u32));
+    let cond = Arc::new((Mutex::new(0u32), Condvar::new()));
+    let wg = WaitGroup::new();
+    rt.block_on(|| {
+        wg.add(1_000);
+        for i in 0..1_000 {
+            let (mutex, sem, rwlock, cond, wg) = (
+                mutex.clone(),
+                sem.clone(),
+                rwlock.clone(),
+                cond.clone(),
+                wg.clone(),
+            );
+            pagurus::spawn(move || {
+                let permit = sem.acquire();
+                *mutex.lock() += 1;
+                if i % 10 == 0 {
+                    *rwlock.write() += 1;
+                } else {
+                    drop(rwlock.read());
+                }
+                *cond.0.lock() += 1;
+                cond.1.notify_all();
+                let (tx, rx) = async_channel::bounded(1);
+                let h = pagurus::spawn(move || pagurus::future::block_on(tx.send(i)).unwrap());
+                assert_eq!(pagurus::future::block_on(rx.recv()), Ok(i));
+                h.join().unwrap();
+                drop(permit);
+                wg.done();
+            });
+        }
+        drop(cond.1.wait_while(cond.0.lock(), |n| *n < 1_000));
+        wg.wait();
+    });
+    assert_eq!(*mutex.lock(), 1_000);
+    assert_eq!(*rwlock.read(), 100);
+    assert_eq!(sem.available_permits(), 2);
 }
 
 /// Waiters still queued when the runtime goes: each removes itself.
