@@ -75,7 +75,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut cx = Context::from_waker(&waker);
     loop {
         let pinned = future.0.as_mut().expect("taken only by drop");
-        if let Poll::Ready(output) = on_system_stack(|| pinned.as_mut().poll(&mut cx)) {
+        if let Poll::Ready(output) = on_system_stack(|| poll_once(pinned.as_mut(), &mut cx)) {
             return output;
         }
         while !signal.woken.swap(false, Acquire) {
@@ -87,13 +87,28 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// One poll, in a frame of its own. `on_system_stack` also has a branch that calls its closure
+/// directly (on a plain thread); were the poll inlined into that branch, LLVM would give
+/// `block_on`'s own frame the poll's stack slots (large futures have large ones), and the
+/// coroutine stack would grow to hold them even though the poll runs elsewhere.
+#[inline(never)]
+fn poll_once<F: Future>(future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    future.poll(cx)
+}
+
+/// Drops the future, in a frame of its own (see [`poll_once`]).
+#[inline(never)]
+fn drop_future<F: Future>(future: Pin<Box<F>>) {
+    drop(future);
+}
+
 /// A boxed, pinned future that is dropped on the system stack, like its polls.
 struct HeapFuture<F: Future>(Option<Pin<Box<F>>>);
 
 impl<F: Future> Drop for HeapFuture<F> {
     fn drop(&mut self) {
         if let Some(future) = self.0.take() {
-            on_system_stack(move || drop(future));
+            on_system_stack(move || drop_future(future));
         }
     }
 }
