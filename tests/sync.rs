@@ -662,3 +662,26 @@ fn semaphore_try_acquire_and_add_permits_across_threads() {
         "Semaphore { permits: 0, waiters: false }"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Auto traits and defaults, as std's.
+
+#[test]
+fn send_sync_and_default_as_std() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    use std::cell::Cell;
+    send_sync::<Mutex<Cell<u8>>>(); // T: Send is enough, as for std::sync::Mutex
+    send_sync::<RwLock<Vec<u8>>>();
+    send::<RwLock<Cell<u8>>>(); // Send, not Sync: readers would share the Cell
+    send_sync::<Condvar>();
+    send_sync::<WaitGroup>();
+    send_sync::<Semaphore>();
+    send_sync::<pagurus::sync::SemaphorePermit<'static>>();
+    fn sync<T: Sync>() {}
+    sync::<pagurus::sync::MutexGuard<'static, u8>>(); // Sync, not Send, like std's
+    let _: (Mutex<u8>, RwLock<u8>, Condvar, WaitGroup, Semaphore) = Default::default();
+    static GLOBAL: Mutex<u32> = Mutex::new(0); // const constructors
+    *GLOBAL.lock() += 1;
+    assert_eq!(*GLOBAL.lock(), 1);
+}
