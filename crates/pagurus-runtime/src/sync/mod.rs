@@ -20,9 +20,9 @@
 //! 1. **Wait queues hold task references, never pointers into a coroutine stack.** Coroutine
 //!    stacks move: they grow by copying, and parked stacks will be compacted. So no waiter node
 //!    lives on the waiting coroutine's stack. A waiter is an `Arc<Waiter>` on the heap holding
-//!    the [`Unparker`](crate::sched::park::Unparker) (a reference-counted task pointer, or a
-//!    thread handle) and a state atomic; the queue owns `Arc`s in a slab-backed list, and
-//!    whoever dequeues a waiter keeps its own `Arc` while it wakes it. What a waker hands over
+//!    the `Unparker` of `sched::park` (a reference-counted task pointer, or a thread handle)
+//!    and a state atomic; the queue owns `Arc`s in a slab-backed list, and whoever dequeues a
+//!    waiter keeps its own `Arc` while it wakes it. What a waker hands over
 //!    (a lock, read access, a permit, a notification) is a state change of the waiter or of the
 //!    primitive's word, never a write into the waiter's frame.
 //! 2. **Fast paths do not touch the queue.** An uncontended lock and unlock is one CAS and one
