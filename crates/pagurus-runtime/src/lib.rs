@@ -33,12 +33,14 @@ mod arch;
 mod coroutine;
 mod fatal;
 pub mod ffi_mode;
+pub mod future;
 mod grow;
 pub mod offload;
 pub mod raw;
 mod sched;
 pub mod stack;
 mod stats;
+pub mod sync;
 pub mod time;
 
 pub use coroutine::Cancelled;
