@@ -6,11 +6,12 @@
 //! costs) is `design.md` at the repository root.
 //!
 //! Layout: `arch` (the context switch, one file per target), `stack` (mappings and pools),
-//! `coroutine` (contexts, resume/suspend, raw coroutines), `sched` (runtime, workers, tasks),
-//! `stats`.
+//! `coroutine` (contexts, resume/suspend, raw coroutines), `sched` (runtime, workers, tasks,
+//! parking), `channel` and `time` (built on `sched::park` only), `stats`.
 
 mod arch;
 mod blocking;
+pub mod channel;
 mod coroutine;
 mod foreign;
 mod grow;
