@@ -439,7 +439,7 @@ fn values_reach_a_coroutine_whose_stack_moved_before_it_parked() {
         let h = pagurus::spawn(move || {
             let mut got = Vec::new();
             for round in 0..4 {
-                pagurus::stack::ensure(16 * 1024 << round);
+                pagurus::stack::ensure((16 * 1024) << round);
                 got.push(rx.recv().unwrap());
             }
             got

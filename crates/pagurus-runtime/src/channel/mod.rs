@@ -2,6 +2,27 @@
 //! waiting coroutine (or block the calling OS thread), with crossbeam-channel's API and
 //! disconnection rules, and [`select!`](crate::select!) over them.
 //!
+//! A worker pool: jobs fan out over one channel, results come back over another (the example of
+//! the README).
+//!
+//! ```
+//! # use pagurus_runtime as pagurus;
+//! use pagurus::channel::bounded;
+//!
+//! let total = pagurus::run(|| {
+//!     let (jobs_tx, jobs_rx) = bounded::<u64>(64);
+//!     let (results_tx, results_rx) = bounded::<u64>(64);
+//!     for _ in 0..8 {
+//!         let (jobs, results) = (jobs_rx.clone(), results_tx.clone());
+//!         pagurus::spawn(move || jobs.iter().for_each(|n| results.send(n * n).unwrap()));
+//!     }
+//!     drop((jobs_rx, results_tx)); // the workers hold the only clones now
+//!     pagurus::spawn(move || (1..=1000).for_each(|n| jobs_tx.send(n).unwrap()));
+//!     results_rx.iter().sum::<u64>() // ends when every worker has dropped its sender
+//! });
+//! assert_eq!(total, 333_833_500);
+//! ```
+//!
 //! # Shape
 //!
 //! A channel is a flavour behind [`Sender`]/[`Receiver`]:
