@@ -48,12 +48,15 @@
 ///     let mut got = Vec::new();
 ///     loop {
 ///         pagurus::select! {
-///             recv(rx) -> v => got.push(v.unwrap()),
+///             recv(rx) -> v => match v {
+///                 Ok(v) => got.push(v),
+///                 Err(_) => break, // the sender is gone
+///             },
 ///             recv(done_rx) -> r => { assert!(r.is_err()); break; }
 ///             recv(after(Duration::from_secs(5))) -> _ => panic!("timed out"),
 ///         }
 ///     }
-///     // The sender sent before it disconnected done_rx, but select! may see either first.
+///     // The coroutine sent before it disconnected, but select! may see either first.
 ///     got.extend(rx.try_iter());
 ///     assert_eq!(got, [1]);
 ///
