@@ -15,7 +15,8 @@
 //! See `README.md` for a quick start and `design.md` for how it works.
 
 pub use pagurus_runtime::{
-    Builder, Cancelled, JoinHandle, Runtime, Stats, future, raw, run, spawn, stack, stats, sync,
+    Builder, Cancelled, JoinHandle, Runtime, Stats, channel, future, raw, run, select, spawn, stack,
+    stats, sync,
     time, yield_now,
 };
 

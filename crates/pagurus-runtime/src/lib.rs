@@ -30,6 +30,7 @@
 //! (`#[cfg(test)]` modules) may reach upward to drive what it tests.
 
 mod arch;
+pub mod channel;
 mod coroutine;
 mod fatal;
 pub mod ffi_mode;

@@ -115,17 +115,6 @@ impl Unparker {
             _ => false,
         }
     }
-
-    /// Whether the waiter is a coroutine (else an OS thread).
-    pub(crate) fn is_coroutine(&self) -> bool {
-        matches!(self.inner, Inner::Task(_))
-    }
-
-    pub(crate) fn from_task(task: TaskRef) -> Unparker {
-        Unparker {
-            inner: Inner::Task(task),
-        }
-    }
 }
 
 impl std::fmt::Debug for Unparker {
