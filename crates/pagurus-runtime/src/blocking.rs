@@ -32,6 +32,9 @@ pub const MAX_THREADS: usize = 512;
 /// How long an idle pool thread waits for work before it exits.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const THREAD_STACK: usize = 8 << 20;
+/// Stack headroom secured before an offloaded job takes pointers into the caller's frame:
+/// enough for the submission's switch and the park.
+const OFFLOAD_HEADROOM: usize = 1 << 10;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -118,6 +121,13 @@ where
     if !can_park() {
         return f();
     }
+    // The job below holds pointers into this frame (`out`, and whatever `f` borrows) on the
+    // heap, where a stack move cannot fix them: the stack must not move from the moment the job
+    // is submitted until it is done. Growth faults could come from mapping this thread's system
+    // stack on first use (deep, in memmap2) and from the suspension: map the system stack now,
+    // before any pointer is taken, and secure the few hundred bytes the suspension needs.
+    on_system_stack(|| ());
+    crate::stack::ensure(OFFLOAD_HEADROOM);
     let waiter = Unparker::current();
     let done = Arc::new(AtomicBool::new(false));
     let mut out: Option<thread::Result<R>> = None;
