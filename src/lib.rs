@@ -15,7 +15,8 @@
 //! See `README.md` for a quick start and `design.md` for how it works.
 
 pub use pagurus_runtime::{
-    Builder, Cancelled, JoinHandle, Runtime, Stats, raw, run, spawn, stack, stats, time, yield_now,
+    Builder, Cancelled, JoinHandle, Runtime, Stats, net, raw, run, spawn, stack, stats, time,
+    yield_now,
 };
 
 /// Foreign calls (see the `pagurus-ffi` crate).

@@ -6,14 +6,15 @@
 //! costs) is `design.md` at the repository root.
 //!
 //! Layout: `arch` (the context switch, one file per target), `stack` (mappings and pools),
-//! `coroutine` (contexts, resume/suspend, raw coroutines), `sched` (runtime, workers, tasks),
-//! `stats`.
+//! `coroutine` (contexts, resume/suspend, raw coroutines), `sched` (runtime, workers, tasks,
+//! parking, timers, the netpoller), `time`, `net` (sockets over the netpoller), `stats`.
 
 mod arch;
 mod blocking;
 mod coroutine;
 mod foreign;
 mod grow;
+pub mod net;
 mod sched;
 pub mod stack;
 mod stats;
