@@ -1,18 +1,21 @@
 //! `cargo xtask <task>`: project chores that need more than one cargo command.
 //!
-//! - `bench [--quick] [FILTER]`: runs the criterion benchmarks under `benches/`, then, when the
-//!   filter selects the foreign-call benchmarks (or there is none):
-//!   - if a Go toolchain is on PATH, builds and runs the cgo benchmark in `benches/go/` (the same
-//!     C function, called from Go) in the same run;
-//!   - if valgrind is on PATH, counts instructions per foreign call in each mode with callgrind
+//! - `bench [--quick] [FILTER]`: runs the criterion benchmarks under `benches/`, then:
+//!   - if a Go toolchain is found (`go.rs`: `PAGURUS_GO`, PATH, `/usr/lib/go-*/bin/go`), builds
+//!     and runs the Go programs in `benches/go/` for the Go figures the selected rows are
+//!     compared with (the cgo calls, spawn, channels, sleep, growth...), in the same run;
+//!   - when the filter selects the foreign-call benchmarks (or there is none) and valgrind is on
+//!     PATH, counts instructions per foreign call in each mode with callgrind
 //!     (`examples/ffi_calls.rs`, run with two call counts; the difference cancels the setup).
 //!
-//!   It prints one table of medians and writes it as Markdown to `target/xtask/bench/results.md`
-//!   and as a bar chart to `target/xtask/bench/results.svg`. `--quick` gives a short run for
+//!   It prints one table (median, target and whether it is met, best peer in the same run and
+//!   the ratio to it) and writes it as Markdown to `target/xtask/bench/results.md` and as a bar
+//!   chart to `target/xtask/bench/results.svg`. `--quick` gives a short run for
 //!   smoke-testing (CI runs it); a FILTER is passed on to criterion. Criterion's own files go to
 //!   `target/xtask/bench/criterion/` (or `$CRITERION_HOME`), where no other run writes.
 
 mod callgrind;
+mod compare;
 mod criterion;
 mod go;
 mod report;
@@ -57,14 +60,20 @@ pub fn cargo() -> Command {
 
 /// The first executable file called `name` in a directory of PATH, as a shell would find it.
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    find_in(&std::env::var_os("PATH")?, name)
+}
+
+/// The first executable file called `name` in a directory of a PATH-style list.
+pub fn find_in(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|dir| dir.join(name))
-        .find(|candidate| {
-            fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|candidate| is_executable(candidate))
+}
+
+/// Whether `path` is a file someone may execute.
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The last lines of a command's output, for error messages.
@@ -138,29 +147,48 @@ fn bench(args: &[String]) -> Result<(), String> {
         clock.elapsed().as_secs_f64()
     );
 
+    // Rows the filter selects that did not run say "not measured" (a benchmark missing from
+    // this tree, or renamed), rather than vanishing from the table.
+    let wants = |id: &str| filters.is_empty() || filters.iter().any(|f| id.contains(f));
+    for (id, _, _) in rows::DESCRIPTIONS {
+        if rows::is_criterion(id) && wants(id) && !report.rows.iter().any(|r| r.id == *id) {
+            report.rows.push(rows::Row::new(id));
+        }
+    }
+
     // Steps 2 and 3 add to the table; their failures are reported in it and make the task fail
     // at the end, after the results are written.
-    let wants = |id: &str| filters.is_empty() || filters.iter().any(|f| id.contains(f));
-    let ffi_wanted = rows::FFI_IDS.iter().any(|id| wants(id));
     let mut failures = Vec::new();
+    // The Go figures that some selected row is compared with.
+    let go_wanted: Vec<&str> = go::all_ids()
+        .filter(|go_id| {
+            rows::DESCRIPTIONS
+                .iter()
+                .any(|(id, _, _)| wants(id) && rows::refers_to(id, go_id))
+        })
+        .collect();
+    if go_wanted.is_empty() {
+        report.notes.push(Note::Plain(
+            "Go figures not measured: the filter selects no row with a Go peer.".into(),
+        ));
+    } else {
+        eprintln!("xtask bench: [2/4] Go benchmarks (benches/go)");
+        for err in go::run(&root, &out_dir, quick, &go_wanted, &mut report) {
+            let err = format!("step 2 (Go): {err}");
+            eprintln!("xtask bench: {err}");
+            report.notes.push(Note::Failure(err.clone()));
+            failures.push(err);
+        }
+    }
 
+    let ffi_wanted = rows::FFI_IDS.iter().any(|id| wants(id));
     if !ffi_wanted {
         report.notes.push(Note::Plain(
-            "Go cgo and callgrind figures not measured: the filter selects no `ffi/` benchmark."
+            "Instructions per call (callgrind) not measured: the filter selects no `ffi/` \
+             benchmark."
                 .into(),
         ));
     } else {
-        eprintln!("xtask bench: [2/4] Go cgo benchmark (benches/go)");
-        match go::run(&root, &out_dir, quick, &mut report) {
-            Ok(()) => {}
-            Err(err) => {
-                let err = format!("step 2 (Go cgo benchmark) failed: {err}");
-                report.rows.push(rows::Row::new("go/failed"));
-                eprintln!("xtask bench: {err}");
-                report.notes.push(Note::Failure(err.clone()));
-                failures.push(err);
-            }
-        }
         eprintln!("xtask bench: [3/4] instructions per call (callgrind)");
         let modes: Vec<&callgrind::Mode> =
             callgrind::MODES.iter().filter(|m| wants(m.id)).collect();

@@ -70,7 +70,7 @@ fn describe(id: &str) -> (&'static str, &'static str) {
 }
 
 /// The report's order: `(id, label for non-criterion rows, what it measures)`.
-const DESCRIPTIONS: &[(&str, &str, &str)] = &[
+pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
     (
         "raw/resume_yield_round_trip",
         "",
@@ -95,6 +95,51 @@ const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "sched/spawn_join_2_workers",
         "",
         "scheduler: spawn + join, warm pool, 2 workers",
+    ),
+    (
+        "channel/pingpong_1_worker",
+        "",
+        "channels: ping-pong of two coroutines over two rendezvous channels, one worker (per round trip)",
+    ),
+    (
+        "channel/pingpong_2_workers",
+        "",
+        "channels: the same ping-pong across two workers (per round trip)",
+    ),
+    (
+        "channel/crossbeam_pingpong_threads",
+        "",
+        "peer: crossbeam-channel ping-pong between two OS threads, rendezvous channels (per round trip)",
+    ),
+    (
+        "channel/bounded_1024_spsc",
+        "",
+        "channels: bounded(1024), one producer and one consumer coroutine (per message)",
+    ),
+    (
+        "channel/crossbeam_bounded_1024_spsc",
+        "",
+        "peer: crossbeam-channel bounded(1024) between two OS threads (per message)",
+    ),
+    (
+        "sync/mutex_uncontended",
+        "",
+        "sync: uncontended `Mutex::lock` + unlock",
+    ),
+    (
+        "sync/std_mutex_uncontended",
+        "",
+        "peer: uncontended `std::sync::Mutex` lock + unlock",
+    ),
+    (
+        "time/sleep_fanout_wall",
+        "",
+        "timers: 10,000 coroutines on 2 workers, each sleeping 1 ms ten times: wall time of the run",
+    ),
+    (
+        "time/sleep_cpu_per_sleep",
+        "",
+        "timers: the same fan-out, process CPU time (user + system) per sleep",
     ),
     (
         "growth/chain_1m_fault",
@@ -182,6 +227,71 @@ const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "FFI: C->Rust callback round trip, Direct mode",
     ),
     (
+        "go/spawn_wait_1p",
+        "Go: spawn + wait, 1 P",
+        "Go: `go f()` + `WaitGroup.Wait`, one goroutine at a time, GOMAXPROCS=1",
+    ),
+    (
+        "go/spawn_wait_2p",
+        "Go: spawn + wait, 2 Ps",
+        "Go: `go f()` + `WaitGroup.Wait`, one goroutine at a time, GOMAXPROCS=2",
+    ),
+    (
+        "go/gosched",
+        "Go: Gosched",
+        "Go: `runtime.Gosched()`, one goroutine, GOMAXPROCS=1",
+    ),
+    (
+        "go/chan_pingpong_1p",
+        "Go: chan ping-pong, 1 P",
+        "Go: ping-pong of two goroutines over two unbuffered channels, GOMAXPROCS=1 (per round trip)",
+    ),
+    (
+        "go/chan_pingpong_2p",
+        "Go: chan ping-pong, 2 Ps",
+        "Go: the same ping-pong, GOMAXPROCS=2 (per round trip)",
+    ),
+    (
+        "go/chan_buffered_1024",
+        "Go: chan 1024 SPSC",
+        "Go: `make(chan int, 1024)`, one producer and one consumer goroutine, GOMAXPROCS=2 (per message)",
+    ),
+    (
+        "go/mutex_uncontended",
+        "Go: sync.Mutex",
+        "Go: uncontended `sync.Mutex` Lock + Unlock",
+    ),
+    (
+        "go/sleep_fanout_wall",
+        "Go: Sleep fan-out, wall",
+        "Go: 10,000 goroutines each doing `time.Sleep(1ms)` ten times, GOMAXPROCS=2: wall time of the run",
+    ),
+    (
+        "go/sleep_cpu_per_sleep",
+        "Go: Sleep fan-out, CPU/sleep",
+        "Go: the same fan-out, process CPU time (getrusage user + system) per sleep",
+    ),
+    (
+        "go/growth_1m_fresh",
+        "Go: growth 2 KiB -> 1 MiB",
+        "Go: the same pointer-chain recursion down to 1 MiB in a new goroutine (2 KiB stack) per iteration",
+    ),
+    (
+        "go/growth_1m_steady",
+        "Go: 1 MiB recursion, grown",
+        "Go: the same 1 MiB recursion again in a goroutine whose stack has grown already",
+    ),
+    (
+        "go/growth_16m_fresh",
+        "Go: growth 2 KiB -> 16 MiB",
+        "Go: the same pointer-chain recursion down to 16 MiB in a new goroutine per iteration",
+    ),
+    (
+        "go/growth_16m_steady",
+        "Go: 16 MiB recursion, grown",
+        "Go: the same 16 MiB recursion again in a goroutine whose stack has grown already",
+    ),
+    (
         "go/plain_call",
         "Go: plain call",
         "Go baseline: a plain (noinline) Go function call",
@@ -198,13 +308,13 @@ const DESCRIPTIONS: &[(&str, &str, &str)] = &[
     ),
     (
         "go/failed",
-        "Go cgo",
-        "the Go benchmark failed: Go figures not measured (the reason is under the table)",
+        "Go",
+        "a Go benchmark failed: its figures are not measured (the reason is under the table)",
     ),
     (
         "go/missing",
-        "Go cgo",
-        "Go toolchain not found on PATH: Go figures not measured",
+        "Go",
+        "Go toolchain not found: Go figures not measured",
     ),
 ];
 
@@ -223,141 +333,249 @@ pub const FFI_IDS: &[&str] = &[
     "ffi/callback_direct",
 ];
 
+/// One condition of a target; a target is met when all of its conditions are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cond {
+    /// The median is at most this many ns.
+    AtMost(f64),
+    /// The median is at most `k` times another row's median in the same run.
+    Times(f64, &'static str),
+    /// The median is at most another row's median in the same run plus this many ns.
+    Plus(&'static str, f64),
+}
+
 /// What a row is compared with.
 #[derive(Debug)]
 pub struct Target {
-    /// The median must not exceed this (ns), if it is a goal rather than a reference figure.
-    pub limit_ns: Option<f64>,
+    /// Every condition must hold; empty for a reference figure that is not a goal.
+    pub conds: &'static [Cond],
     /// The target as the table says it.
     pub text: &'static str,
 }
 
-/// Targets from the issue, and Go's figures on the reference machine.
-const TARGETS: &[(&str, Target)] = &[
+/// Targets from the issues (8 and 11); a `Times` or `Plus` target is evaluated from the other
+/// row measured in the same run.
+pub const TARGETS: &[(&str, Target)] = &[
     (
         "raw/resume_yield_round_trip",
         Target {
-            limit_ns: Some(5.0),
+            conds: &[Cond::AtMost(5.0)],
             text: "≤ 5 ns (corosensei: 3.6 ns)",
         },
     ),
     (
         "sched/yield_now",
         Target {
-            limit_ns: Some(20.0),
-            text: "≤ 20 ns (Go Gosched: 49.5 ns)",
-        },
-    ),
-    (
-        "sched/yield_now_two_coroutines",
-        Target {
-            limit_ns: None,
-            text: "Go channel ping-pong: 224 ns per round trip",
+            conds: &[Cond::AtMost(20.0)],
+            text: "≤ 20 ns",
         },
     ),
     (
         "sched/spawn_join_1_workers",
         Target {
-            limit_ns: Some(150.0),
-            text: "≤ 150 ns (Go spawn+run+wait: 177-259 ns)",
+            conds: &[Cond::AtMost(150.0), Cond::Times(1.0, "go/spawn_wait_1p")],
+            text: "≤ 150 ns and ≤ Go's spawn + wait (1 P)",
         },
     ),
     (
         "sched/spawn_join_2_workers",
         Target {
-            limit_ns: Some(150.0),
-            text: "≤ 150 ns",
+            conds: &[Cond::AtMost(150.0), Cond::Times(1.0, "go/spawn_wait_2p")],
+            text: "≤ 150 ns and ≤ Go's spawn + wait (2 Ps)",
+        },
+    ),
+    (
+        "channel/pingpong_1_worker",
+        Target {
+            conds: &[Cond::AtMost(80.0)],
+            text: "≤ 80 ns",
+        },
+    ),
+    (
+        "channel/pingpong_2_workers",
+        Target {
+            conds: &[Cond::Times(1.0, "channel/crossbeam_pingpong_threads")],
+            text: "≤ crossbeam's thread ping-pong",
+        },
+    ),
+    (
+        "sync/mutex_uncontended",
+        Target {
+            conds: &[Cond::Times(1.2, "sync/std_mutex_uncontended")],
+            text: "≤ 1.2x `std::sync::Mutex`",
+        },
+    ),
+    (
+        "time/sleep_fanout_wall",
+        Target {
+            conds: &[Cond::AtMost(20e6)],
+            text: "≤ 20 ms",
+        },
+    ),
+    (
+        "time/sleep_cpu_per_sleep",
+        Target {
+            conds: &[Cond::AtMost(300.0)],
+            text: "≤ 300 ns",
         },
     ),
     (
         "growth/chain_1m_fault",
         Target {
-            limit_ns: Some(343_000.0),
-            text: "≤ 343 µs (Go, 2 KiB -> 1 MiB)",
+            conds: &[Cond::Times(0.75, "go/growth_1m_fresh")],
+            text: "≤ 0.75x Go's 2 KiB -> 1 MiB",
         },
     ),
     (
         "growth/chain_16m_fault",
         Target {
-            limit_ns: None,
-            text: "Go, 13 doublings to 16 MiB: 7.5 ms",
+            conds: &[Cond::Times(1.0, "go/growth_16m_fresh")],
+            text: "≤ Go's 2 KiB -> 16 MiB",
         },
     ),
     (
         "growth/grow_4k_to_8k_fault",
         Target {
-            limit_ns: None,
-            text: "a SIGSEGV round trip: ~2.6 µs",
+            conds: &[],
+            text: "reference: a SIGSEGV round trip ~2.6 µs",
         },
     ),
     (
         "growth/ensure_no_growth",
         Target {
-            limit_ns: Some(2.0),
+            conds: &[Cond::AtMost(2.0)],
             text: "≤ 2 ns",
         },
     ),
     (
         "ffi/direct_rust_to_c",
         Target {
-            limit_ns: None,
-            text: "baseline (a plain Go call: 1.4 ns on the reference machine)",
+            conds: &[],
+            text: "baseline",
         },
     ),
     (
         "ffi/mode_switch",
         Target {
-            limit_ns: Some(3.0),
-            text: "≤ 3 ns (Go cgo: ~36 ns)",
+            conds: &[Cond::AtMost(3.0), Cond::Plus("ffi/direct_rust_to_c", 2.0)],
+            text: "≤ 3 ns and ≤ the plain call + 2 ns",
         },
     ),
     (
         "ffi/mode_reserve",
         Target {
-            limit_ns: Some(2.5),
+            conds: &[Cond::AtMost(2.5)],
             text: "≤ 2.5 ns",
         },
     ),
     (
         "ffi/call_with_switch",
         Target {
-            limit_ns: Some(3.0),
-            text: "≤ 3 ns",
+            conds: &[Cond::AtMost(3.0), Cond::Plus("ffi/direct_rust_to_c", 2.0)],
+            text: "≤ 3 ns and ≤ the plain call + 2 ns",
         },
     ),
     (
         "ffi/call_with_reserve",
         Target {
-            limit_ns: Some(2.5),
+            conds: &[Cond::AtMost(2.5)],
             text: "≤ 2.5 ns",
         },
     ),
     (
         "ffi/callback_switch",
         Target {
-            limit_ns: Some(10.0),
-            text: "≤ 10 ns (Go cgo: ~92 ns)",
-        },
-    ),
-    (
-        "go/plain_call",
-        Target {
-            limit_ns: None,
-            text: "reference machine: 1.4 ns",
-        },
-    ),
-    (
-        "go/cgo_call",
-        Target {
-            limit_ns: None,
-            text: "reference machine: ~36 ns",
-        },
-    ),
-    (
-        "go/cgo_callback",
-        Target {
-            limit_ns: None,
-            text: "reference machine: ~92 ns",
+            conds: &[Cond::AtMost(10.0)],
+            text: "≤ 10 ns",
         },
     ),
 ];
+
+/// The peers a row is compared with (the fastest measured one is its "best peer").
+pub const PEERS: &[(&str, &[&str])] = &[
+    ("sched/yield_now", &["go/gosched"]),
+    ("sched/yield_now_two_coroutines", &["go/chan_pingpong_1p"]),
+    ("sched/spawn_join_1_workers", &["go/spawn_wait_1p"]),
+    ("sched/spawn_join_2_workers", &["go/spawn_wait_2p"]),
+    ("channel/pingpong_1_worker", &["go/chan_pingpong_1p"]),
+    (
+        "channel/pingpong_2_workers",
+        &["channel/crossbeam_pingpong_threads", "go/chan_pingpong_2p"],
+    ),
+    (
+        "channel/bounded_1024_spsc",
+        &[
+            "channel/crossbeam_bounded_1024_spsc",
+            "go/chan_buffered_1024",
+        ],
+    ),
+    (
+        "sync/mutex_uncontended",
+        &["sync/std_mutex_uncontended", "go/mutex_uncontended"],
+    ),
+    ("time/sleep_fanout_wall", &["go/sleep_fanout_wall"]),
+    ("time/sleep_cpu_per_sleep", &["go/sleep_cpu_per_sleep"]),
+    ("growth/chain_1m_fault", &["go/growth_1m_fresh"]),
+    ("growth/chain_1m_pregrown", &["go/growth_1m_steady"]),
+    ("growth/chain_16m_fault", &["go/growth_16m_fresh"]),
+    ("growth/chain_16m_pregrown", &["go/growth_16m_steady"]),
+    ("ffi/direct_rust_to_c", &["go/plain_call"]),
+    ("ffi/mode_switch", &["go/cgo_call"]),
+    ("ffi/mode_direct", &["go/cgo_call"]),
+    ("ffi/mode_reserve", &["go/cgo_call"]),
+    ("ffi/call_with_switch", &["go/cgo_call"]),
+    ("ffi/call_with_direct", &["go/cgo_call"]),
+    ("ffi/call_with_reserve", &["go/cgo_call"]),
+    ("ffi/callback_switch", &["go/cgo_callback"]),
+    ("ffi/callback_direct", &["go/cgo_callback"]),
+];
+
+/// The peers of a row id (none for the peers themselves).
+pub fn peers(id: &str) -> &'static [&'static str] {
+    PEERS.iter().find(|(i, _)| *i == id).map_or(&[], |(_, p)| p)
+}
+
+/// Whether row `id` is compared with row `other`: a peer of it, or named by its target.
+pub fn refers_to(id: &str, other: &str) -> bool {
+    let in_target = TARGETS.iter().any(|(i, t)| {
+        *i == id
+            && t.conds.iter().any(|c| match c {
+                Cond::AtMost(_) => false,
+                Cond::Times(_, o) | Cond::Plus(o, _) => *o == other,
+            })
+    });
+    in_target || peers(id).contains(&other)
+}
+
+/// Whether a row id is a criterion benchmark of ours (as opposed to a Go figure or a marker).
+pub fn is_criterion(id: &str) -> bool {
+    !id.starts_with("go/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_target_and_peer_names_a_described_row() {
+        let known = |id: &str| DESCRIPTIONS.iter().any(|(i, _, _)| *i == id);
+        for (id, target) in TARGETS {
+            assert!(known(id), "target for unknown row {id}");
+            for cond in target.conds {
+                if let Cond::Times(_, other) | Cond::Plus(other, _) = cond {
+                    assert!(known(other), "{id}: target relative to unknown row {other}");
+                }
+            }
+        }
+        for (id, peers) in PEERS {
+            assert!(known(id), "peers of unknown row {id}");
+            for p in *peers {
+                assert!(known(p), "{id}: unknown peer {p}");
+            }
+        }
+        // Go rows have labels; criterion rows are labelled by their id.
+        for (id, label, _) in DESCRIPTIONS {
+            assert_eq!(is_criterion(id), label.is_empty(), "{id}");
+        }
+    }
+}
