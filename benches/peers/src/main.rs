@@ -15,6 +15,7 @@ fn main() -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.parse().expect("WORKERS is a number"))
         .enable_io()
+        .enable_time()
         .build()?;
     let http = match mode.as_str() {
         "echo" => false,
