@@ -15,9 +15,29 @@
 //! See `README.md` for a quick start and `design.md` for how it works.
 
 pub use pagurus_runtime::{
-    Builder, Cancelled, JoinHandle, Runtime, Stats, net, raw, run, spawn, stack, stats, time,
-    yield_now,
+    Builder, Cancelled, JoinHandle, Runtime, Stats, channel, future, net, raw, run, select, spawn,
+    stack, stats, sync, time, yield_now,
 };
+
+/// Calls that block, run on a pool of threads while the calling coroutine parks (what
+/// `pagurus::ffi`'s `Offload` mode uses). The call may borrow from the coroutine's stack: the
+/// stack is pinned (it cannot move) until the call returns.
+///
+/// ```
+/// let rt = pagurus::Runtime::builder().workers(1).build().unwrap();
+/// let total = rt.block_on(|| {
+///     let mut buf = [1u32; 8]; // on the coroutine's stack, lent to the pool thread
+///     pagurus::offload::run(|| {
+///         std::thread::sleep(std::time::Duration::from_millis(1));
+///         buf.iter_mut().for_each(|x| *x *= 3);
+///     });
+///     buf.iter().sum::<u32>()
+/// });
+/// assert_eq!(total, 24);
+/// ```
+pub mod offload {
+    pub use pagurus_runtime::offload::run;
+}
 
 /// Foreign calls (see the `pagurus-ffi` crate).
 pub use pagurus_ffi as ffi;

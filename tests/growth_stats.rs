@@ -38,12 +38,7 @@ fn growth_counters_cover_every_move() {
     drop(rt);
     let after = stats();
 
-    let by_fault: u64 = infos.iter().map(|(_, f, _)| f.growths).sum();
     let total: u64 = infos.iter().map(|(_, _, e)| e.growths).sum::<u64>() + main_info.growths;
-    assert!(
-        by_fault >= 64,
-        "every coroutine grew by fault at least once"
-    );
     for (i, (kib, fault, end)) in infos.iter().enumerate() {
         assert!(fault.growths >= 1, "coroutine {i}: {fault:?}");
         assert!(
@@ -64,17 +59,8 @@ fn growth_counters_cover_every_move() {
 
     let growths = after.growths - before.growths;
     let copied = after.bytes_copied - before.bytes_copied;
-    assert!(
-        growths >= total,
-        "stats().growths rose by {growths}, coroutines report {total}"
-    );
     // The only coroutines in this process are the ones above.
     assert_eq!(growths, total, "stats().growths vs StackInfo.growths");
-    assert!(copied > 0);
-    assert!(
-        copied >= total * 8,
-        "{copied} bytes copied in {total} moves"
-    );
     // A recursion faults when its stack is full: its last move copied (nearly) the whole old
     // stack, at least a quarter of the size it reached (growth by fault at most quadruples).
     let lower_bound: u64 = infos.iter().map(|(_, f, _)| f.size as u64 / 8).sum();

@@ -1,5 +1,7 @@
 //! `cargo xtask <task>`: project chores that need more than one cargo command.
 //!
+//! - `layers`: checks that each module of `pagurus-runtime` imports only from the layers below it
+//!   (the diagram at the top of its `lib.rs`; see `layers.rs`). Fails listing `file:line`.
 //! - `bench [--quick] [FILTER]`: runs the criterion benchmarks under `benches/`, then:
 //!   - if a Go toolchain is found (`go.rs`: `PAGURUS_GO`, PATH, `/usr/lib/go-*/bin/go`), builds
 //!     and runs the Go programs in `benches/go/` for the Go figures the selected rows are
@@ -19,6 +21,7 @@ mod compare;
 mod criterion;
 mod go;
 mod net;
+mod layers;
 mod report;
 mod rows;
 
@@ -49,8 +52,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("layers") => match layers::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("xtask layers: {err}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
-            eprintln!("usage: cargo xtask bench [--quick] [FILTER] | cargo xtask bench net [--quick]");
+            eprintln!("usage: cargo xtask bench [--quick] [FILTER] | cargo xtask bench net [--quick] | cargo xtask layers");
             ExitCode::from(2)
         }
     }

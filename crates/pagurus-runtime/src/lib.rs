@@ -5,71 +5,46 @@
 //! system (stack layout, context switch, worker model and its soundness argument, measured
 //! costs) is `design.md` at the repository root.
 //!
-//! Layout: `arch` (the context switch, one file per target), `stack` (mappings and pools),
-//! `coroutine` (contexts, resume/suspend, raw coroutines), `sched` (runtime, workers, tasks,
-//! parking, timers, the netpoller), `time`, `net` (sockets over the netpoller), `stats`.
+//! # Layers
+//!
+//! Each module imports only from the layers below it (`cargo xtask layers` checks every
+//! `crate::` path against this table, and CI runs it):
+//!
+//! ```text
+//!   8  time | net                      sleep, after, tick | sockets on the poller
+//!   7  channel | sync | future         channels, select | locks | block_on: all over sched::park
+//!   6  offload                         calls lent to a thread pool
+//!   5  sched | raw                     runtime, workers, tasks, joins | hand-driven coroutines
+//!   4  grow                            the mover, fault path, frame walk, quarantine
+//!   3  coroutine                       contexts, resume/suspend, the pin count
+//!   2  stack                           mappings, pools, system stacks, the running stack slot
+//!   1  stats | fatal | ffi_mode        counters | abort messages | the foreign-call Mode
+//!   0  arch                            context switch, registers, frame layout, page size
+//! ```
+//!
+//! Modules on one row do not import each other. What a lower layer needs from a higher one is
+//! handed down at run time, never imported: a context publishes its stack slot to `stack`
+//! (`stack::set_running`), a worker registers its stack pool with `stack` and its runtime's
+//! foreign-call mode with `ffi_mode`, and the scheduler writes the coroutine's id into its
+//! context. `lib.rs` itself (this file) is the top: it only declares and re-exports. Test code
+//! (`#[cfg(test)]` modules) may reach upward to drive what it tests.
 
 mod arch;
-mod blocking;
+pub mod channel;
 mod coroutine;
-mod foreign;
+mod fatal;
+pub mod ffi_mode;
+pub mod future;
 mod grow;
 pub mod net;
+pub mod offload;
+pub mod raw;
 mod sched;
 pub mod stack;
 mod stats;
+pub mod sync;
 pub mod time;
-
-/// The foreign-call mode setting (the calls themselves are in `pagurus::ffi`).
-pub mod ffi_mode {
-    pub use crate::foreign::{Mode, current, set_current};
-}
-
-/// Calls that block, run on a pool of threads while the calling coroutine parks.
-pub mod offload {
-    pub use crate::blocking::run;
-}
-
-/// Coroutines without a scheduler (see [`raw::Coroutine`]).
-pub mod raw {
-    pub use crate::coroutine::raw::{Coroutine, Suspender};
-}
 
 pub use coroutine::Cancelled;
 pub use sched::{Builder, JoinHandle, Runtime, run, spawn, yield_now};
 pub use stats::{Stats, stats};
-
-/// One-time process setup, done before the first coroutine stack exists (every stack mapping
-/// calls it; after the first, it is one atomic load).
-fn prepare_process() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        grow::fault::install();
-        #[cfg(panic = "unwind")]
-        warm_unwinder();
-    });
-}
-
-/// Unwinds once through a frame with a destructor, on the caller's (thread) stack.
-///
-/// The first unwind in a process makes the dynamic linker resolve libgcc's lazily bound symbols
-/// (`_Unwind_Find_FDE`, `_Unwind_Resume`, ...), and the resolver saves the whole extended
-/// register state on the stack: over 2 KiB, more than a 4 KiB coroutine has left once a panic is
-/// under way. Doing it here, where stacks are large, binds them for every later unwind. (Built
-/// with `panic = "abort"` nothing unwinds, and unwinding here would abort.)
-#[cfg(panic = "unwind")]
-fn warm_unwinder() {
-    struct Cleanup;
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            std::hint::black_box(self);
-        }
-    }
-    #[inline(never)]
-    fn unwind_through_cleanup() {
-        let _cleanup = Cleanup;
-        // resume_unwind skips the panic hook: nothing is printed.
-        std::panic::resume_unwind(Box::new(()));
-    }
-    let _ = std::panic::catch_unwind(unwind_through_cleanup);
-}

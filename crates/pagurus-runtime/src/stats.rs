@@ -43,14 +43,14 @@ pub struct Stats {
 /// Counters of one owner (a worker, a `block_on` call, a stack pool). Only the owner's thread
 /// writes them.
 #[derive(Default)]
-struct Cell {
+struct Counters {
     spawned: AtomicU64,
     finished: AtomicU64,
     pooled: AtomicUsize,
 }
 
 /// Totals of owners that are gone, and the counters of rare events.
-static RETIRED: Cell = Cell {
+static RETIRED: Counters = Counters {
     spawned: AtomicU64::new(0),
     finished: AtomicU64::new(0),
     pooled: AtomicUsize::new(0),
@@ -60,17 +60,17 @@ static MAPS: AtomicU64 = AtomicU64::new(0);
 static IDS: AtomicU64 = AtomicU64::new(0);
 static GROWTHS: AtomicU64 = AtomicU64::new(0);
 static BYTES_COPIED: AtomicU64 = AtomicU64::new(0);
-static LIVE_CELLS: Mutex<Vec<Arc<Cell>>> = Mutex::new(Vec::new());
+static LIVE_COUNTERS: Mutex<Vec<Arc<Counters>>> = Mutex::new(Vec::new());
 
-fn cells() -> MutexGuard<'static, Vec<Arc<Cell>>> {
+fn cells() -> MutexGuard<'static, Vec<Arc<Counters>>> {
     // A panic while holding the lock leaves the list consistent (pushes and removes are whole).
-    LIVE_CELLS.lock().unwrap_or_else(|e| e.into_inner())
+    LIVE_COUNTERS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Reads the process-wide counters.
 pub fn stats() -> Stats {
     let cells = cells();
-    let sum = |f: fn(&Cell) -> u64| f(&RETIRED) + cells.iter().map(|c| f(c)).sum::<u64>();
+    let sum = |f: fn(&Counters) -> u64| f(&RETIRED) + cells.iter().map(|c| f(c)).sum::<u64>();
     let spawned = sum(|c| c.spawned.load(Relaxed));
     let finished = sum(|c| c.finished.load(Relaxed));
     Stats {
@@ -85,11 +85,11 @@ pub fn stats() -> Stats {
 }
 
 /// The counters of one owner; folded into the process totals when dropped.
-pub(crate) struct Local(Arc<Cell>);
+pub(crate) struct Local(Arc<Counters>);
 
 impl Local {
     pub(crate) fn new() -> Local {
-        let cell = Arc::new(Cell::default());
+        let cell = Arc::new(Counters::default());
         cells().push(cell.clone());
         Local(cell)
     }

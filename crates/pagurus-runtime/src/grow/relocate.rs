@@ -2,7 +2,8 @@
 //! pointer into the old one.
 //!
 //! It works on plain memory and plain values and knows nothing of signals, schedulers or DWARF,
-//! so it is unit-tested on synthetic images. Both growth paths drive it: the explicit path
+//! so it is unit-tested on synthetic images. The mover (`grow::move_stack`) drives it for both
+//! growth paths: the explicit path
 //! (`stack::ensure`, a suspended coroutine whose registers are all on its stack) and the fault
 //! path (a coroutine stopped by SIGSEGV, whose registers are in the signal frame).
 //!
@@ -25,16 +26,7 @@
 //! Everything here is allocation-free, lock-free and panic-free (wrapping arithmetic), so the
 //! fault handler may call it.
 
-/// Where a stopped stack lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Span {
-    /// Lowest address of the guard region: values from here up to `top` are "into the stack".
-    pub(crate) guard_start: usize,
-    /// Lowest usable (readable) address.
-    pub(crate) bottom: usize,
-    /// One past the highest address.
-    pub(crate) top: usize,
-}
+use crate::stack::Span;
 
 /// One move of a stack image from `old` to a stack ending at `new_top`.
 #[derive(Clone, Copy, Debug)]
@@ -80,22 +72,14 @@ impl Move {
         }
     }
 
-    /// Adjusts register values in place (general registers, saved stack pointers, ...).
-    #[allow(
-        dead_code,
-        reason = "for the fault path's signal-frame registers; tested now"
-    )]
+    /// Adjusts register values in place (the signal frame's general registers). Async-signal-safe.
     pub(crate) fn adjust_words(&self, words: &mut [usize]) {
         for w in words {
             *w = self.adjust(*w);
         }
     }
 
-    /// Adjusts 64-bit vector lanes in place (XMM, and YMM/ZMM upper parts).
-    #[allow(
-        dead_code,
-        reason = "for the fault path's signal-frame registers; tested now"
-    )]
+    /// Adjusts 64-bit vector lanes in place (XMM, and YMM/ZMM upper parts). Async-signal-safe.
     pub(crate) fn adjust_lanes(&self, lanes: &mut [u64]) {
         for lane in lanes {
             *lane = self.adjust(*lane as usize) as u64;
@@ -127,14 +111,19 @@ mod tests {
 
     /// A synthetic stack: a word buffer whose low `guard_words` are treated as the guard.
     struct Image {
-        words: Vec<usize>,
+        words: &'static mut [usize],
         guard_words: usize,
+    }
+
+    /// `len` zeroed words that live until the test process ends.
+    fn leak(len: usize) -> &'static mut [usize] {
+        Box::leak(vec![0; len].into_boxed_slice())
     }
 
     impl Image {
         fn new(len: usize, guard_words: usize) -> Image {
             Image {
-                words: vec![0; len],
+                words: leak(len),
                 guard_words,
             }
         }
@@ -153,7 +142,7 @@ mod tests {
     #[test]
     fn moves_a_pointer_chain_and_leaves_other_values() {
         // Old stack: 4 guard words + 60 usable; the live part is the top 40 words.
-        let mut old = Image::new(64, 4);
+        let old = Image::new(64, 4);
         let new = Image::new(256, 0);
         let outside = Box::new(7usize);
         let outside_addr = &*outside as *const usize as usize;
@@ -240,20 +229,36 @@ mod tests {
         );
     }
 
-    #[test]
-    fn delta_is_modular_in_either_direction() {
-        // The allocator decides whether the new image lies above or below the old one; with a
-        // wrapping delta the result is the same either way.
-        let mut new = Image::new(128, 0);
-        let mut old = Image::new(16, 2);
+    /// Copies a two-link chain from `old` (live from word 10) into `new` and checks the links
+    /// point into `new` afterwards.
+    fn move_chain(old: &mut Image, new: &Image) -> Move {
         old.words[10] = old.addr(12);
         old.words[12] = old.addr(15);
         let m = Move::new(old.span(), new.span().top, old.addr(10), 0);
         // SAFETY: both buffers are live, aligned and disjoint.
         unsafe { m.copy_and_adjust() };
-        let j = 10 + (128 - 16);
+        let j = new.words.len() - old.words.len() + 10;
         assert_eq!(new.words[j], new.addr(j + 2));
         assert_eq!(new.words[j + 2], new.addr(j + 5));
-        new.words[0] = 1; // the image stays ours to write after the move
+        m
+    }
+
+    #[test]
+    fn delta_is_modular_in_both_directions() {
+        // One allocation holds both images, so which lies above the other is chosen here, not by
+        // the allocator: first the old stack in the low part, then in the high part.
+        let (low, high) = leak(16 + 128).split_at_mut(16);
+        let mut old = Image { words: low, guard_words: 2 };
+        let new = Image { words: high, guard_words: 0 };
+        let up = move_chain(&mut old, &new);
+        assert!(new.span().top > old.span().top, "moved up");
+        assert_eq!(up.delta(), 128 * WORD, "a positive delta");
+
+        let (low, high) = leak(128 + 16).split_at_mut(128);
+        let new = Image { words: low, guard_words: 0 };
+        let mut old = Image { words: high, guard_words: 2 };
+        let down = move_chain(&mut old, &new);
+        assert!(new.span().top < old.span().top, "moved down");
+        assert_eq!(down.delta(), (16 * WORD).wrapping_neg(), "a wrapped, negative delta");
     }
 }

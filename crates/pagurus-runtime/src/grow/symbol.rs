@@ -10,11 +10,11 @@ use std::fs::File;
 use memmap2::Mmap;
 use object::Object;
 
-use super::unwind::object_for_address;
+use super::frames::object_for_address;
 
 /// Appends ` in SYMBOL+0xOFFSET` for `pc`, or ` in FILE+0xOFFSET` when the file has no symbol
 /// for it; nothing when `pc` is in no known object.
-pub(crate) fn describe(pc: usize, out: &mut impl Write) {
+pub(crate) fn describe(pc: usize, out: &mut dyn Write) {
     let Some(loaded) = object_for_address(pc) else {
         return;
     };

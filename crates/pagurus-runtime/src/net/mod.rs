@@ -57,7 +57,7 @@ where
     A: ToSocketAddrs + Send,
 {
     let addrs: Vec<SocketAddr> =
-        crate::blocking::run(move || addr.to_socket_addrs().map(Iterator::collect))?;
+        crate::offload::run(move || addr.to_socket_addrs().map(Iterator::collect))?;
     let mut last = None;
     for addr in &addrs {
         match f(addr) {

@@ -44,17 +44,15 @@ use task::{Header, Task, TaskCell, TaskRef};
 use worker::{Msg, WorkerCore, WorkerHandle};
 
 use crate::coroutine::{Cancelled, Context, Suspend, current_context, suspend};
-use crate::foreign::{AtomicMode, Mode};
-use crate::stack::{PAGE_SIZE, StackPool};
+use crate::ffi_mode::{AtomicMode, Mode};
+use crate::stack::{
+    DEFAULT_MAX_STACK_SIZE, DEFAULT_POOL_BYTES, PAGE_SIZE, StackPool, validate_stack_size,
+};
 
 /// Settings fixed when a runtime is built.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Config {
     pub(crate) initial_stack_size: usize,
-    #[allow(
-        dead_code,
-        reason = "enforced once stacks grow; validated and reported now"
-    )]
     pub(crate) max_stack_size: usize,
     pub(crate) stack_pool_bytes: usize,
     pub(crate) stack_quarantine: bool,
@@ -137,8 +135,8 @@ impl Default for Builder {
         Builder {
             workers: None,
             initial_stack_size: PAGE_SIZE,
-            max_stack_size: 1 << 30,
-            stack_pool_bytes: 16 << 20,
+            max_stack_size: DEFAULT_MAX_STACK_SIZE,
+            stack_pool_bytes: DEFAULT_POOL_BYTES,
             stack_quarantine: None,
             ffi_mode: None,
         }
@@ -223,10 +221,10 @@ impl Builder {
         };
         // Code loaded since the last runtime started needs its unwind information known before
         // a coroutine may grow through its frames (the fault handler cannot look it up).
-        crate::grow::unwind::refresh_objects();
+        crate::grow::frames::refresh_objects();
         let ffi_mode = match self.ffi_mode {
             Some(mode) => mode,
-            None => crate::foreign::mode_from_env()?,
+            None => crate::ffi_mode::mode_from_env()?,
         };
         let deques: Vec<Deque<TaskRef>> = (0..workers).map(|_| Deque::new_fifo()).collect();
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..workers)
@@ -275,24 +273,8 @@ impl Builder {
     }
 }
 
-/// The largest stack size accepted anywhere (64 TiB): far beyond any real stack, and within the
-/// pools' size classes.
-const MAX_STACK_SIZE_LIMIT: usize = 1 << 46;
-
 fn invalid(param: &str, what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, format!("{param} {what}"))
-}
-
-/// Checks a stack size parameter: a power of two, at least one page.
-pub(crate) fn validate_stack_size(param: &str, bytes: usize) -> io::Result<()> {
-    if bytes.is_power_of_two() && (PAGE_SIZE..=MAX_STACK_SIZE_LIMIT).contains(&bytes) {
-        Ok(())
-    } else {
-        Err(invalid(
-            param,
-            &format!("must be a power of two of at least {PAGE_SIZE} bytes, got {bytes}"),
-        ))
-    }
 }
 
 /// A pool of worker threads running coroutines.
@@ -531,7 +513,7 @@ pub fn yield_now() {
         thread::yield_now();
         return;
     }
-    suspend_scheduled("yield_now", Suspend::Yield);
+    suspend_scheduled("pagurus::yield_now", Suspend::Yield);
 }
 
 /// Switches from the running scheduled coroutine to its worker, raising [`Cancelled`] when the
@@ -549,12 +531,16 @@ fn suspend_scheduled(what: &str, reason: Suspend) {
     }
 }
 
+/// How panics about misplaced waits name the call (the park API serves them all).
+pub(crate) const BLOCKING_CALL: &str =
+    "a blocking pagurus call (JoinHandle::join, a channel, lock, timer, socket or offload)";
+
 /// The context of the scheduled coroutine the caller runs on.
 #[inline]
 fn scheduled_context(what: &str) -> *const Context {
     if crate::stack::on_system_stack_active() {
         panic!(
-            "pagurus::{what} called on the system stack (inside a foreign call in Switch mode, or \
+            "{what} called on the system stack (inside a foreign call in Switch mode, or \
              pagurus::stack::on_system_stack): code there cannot suspend, since it does not run \
              on the coroutine's own stack; suspend before the call or after it returns"
         );
@@ -562,49 +548,22 @@ fn scheduled_context(what: &str) -> *const Context {
     let ctx = WorkerCore::current().map_or(ptr::null(), WorkerCore::current_ctx);
     assert!(
         !ctx.is_null(),
-        "pagurus::{what} called on a pagurus worker thread outside any coroutine (from a \
+        "{what} called on a pagurus worker thread outside any coroutine (from a \
          destructor or thread-local the scheduler itself runs): nothing there can wait; \
          do the waiting in a coroutine"
     );
     assert!(
         ptr::eq(ctx, current_context()),
-        "pagurus::{what} called from a raw coroutine nested inside a scheduled one; \
+        "{what} called from a raw coroutine nested inside a scheduled one; \
          only the scheduled coroutine itself can suspend"
     );
     ctx
 }
 
-/// The id of the scheduled coroutine whose context is `ctx`, if it is this thread's current one
-/// (`None` for raw coroutines). Async-signal-safe.
-pub(crate) fn current_coroutine_id_for(ctx: &Context) -> Option<u64> {
-    let core = WorkerCore::current()?;
-    if !ptr::eq(core.current_ctx(), ctx) {
-        return None;
-    }
-    core.current_task_id()
-}
-
-/// The foreign-call mode of the runtime the caller runs in.
-#[inline]
-pub(crate) fn current_ffi_mode() -> Option<Mode> {
-    Some(WorkerCore::current()?.shared.ffi_mode.load())
-}
-
-/// Sets the foreign-call mode of the runtime the caller runs in; `false` outside any runtime.
-pub(crate) fn set_current_ffi_mode(mode: Mode) -> bool {
-    match WorkerCore::current() {
-        Some(core) => {
-            core.shared.ffi_mode.store(mode);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Parks the calling scheduled coroutine, ignoring cancellation: for waits that must not end
-/// early because another thread still uses the caller's stack (`offload::run`).
+/// Parks the calling scheduled coroutine without ever raising `Cancelled`: for waits that must
+/// not end early because another thread still uses the caller's stack (`offload::run`).
 pub(crate) fn park_uncancellable() {
-    let ctx = scheduled_context("park");
+    let ctx = scheduled_context(BLOCKING_CALL);
     if let Some(core) = WorkerCore::current() {
         core.set_wait_reason(park::WaitReason::ForeignCall);
     }
@@ -621,24 +580,9 @@ pub(crate) fn can_park() -> bool {
         })
 }
 
-/// A pooled stack of `size` bytes from this thread's worker, for the fault handler.
-/// Async-signal-safe.
-pub(crate) fn pooled_stack_for_signal(size: usize) -> Option<crate::stack::Stack> {
-    WorkerCore::current()?.take_pooled_stack(size)
-}
-
-/// Returns a stack to this thread's worker pool from the fault handler, without allocating;
-/// `Err` gives it back when that is not possible. Async-signal-safe.
-pub(crate) fn pool_stack_for_signal(stack: crate::stack::Stack) -> Result<(), crate::stack::Stack> {
-    match WorkerCore::current() {
-        Some(core) => core.give_back_stack(stack),
-        None => Err(stack),
-    }
-}
-
 /// The running scheduled coroutine, `None` on a plain thread.
 pub(crate) fn current_task() -> Option<TaskRef> {
     let core = WorkerCore::current()?;
-    scheduled_context("park");
+    scheduled_context(BLOCKING_CALL);
     core.current_task()
 }

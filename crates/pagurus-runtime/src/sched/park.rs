@@ -40,6 +40,7 @@ use std::thread::{self, Thread};
 use std::time::Instant;
 
 use super::task::{TaskRef, wake};
+use super::BLOCKING_CALL;
 use super::worker::WorkerCore;
 use crate::coroutine::{Cancelled, Suspend};
 
@@ -112,17 +113,6 @@ impl Unparker {
             }
             (Inner::Thread(a), Inner::Thread(b)) => a.id() == b.id(),
             _ => false,
-        }
-    }
-
-    /// Whether the waiter is a coroutine (else an OS thread).
-    pub(crate) fn is_coroutine(&self) -> bool {
-        matches!(self.inner, Inner::Task(_))
-    }
-
-    pub(crate) fn from_task(task: TaskRef) -> Unparker {
-        Unparker {
-            inner: Inner::Task(task),
         }
     }
 }
@@ -201,7 +191,7 @@ pub(crate) fn sleep_until(deadline: Instant) -> Parked {
 /// Parks the running scheduled coroutine.
 #[inline]
 fn park_coroutine(reason: WaitReason) -> Parked {
-    let ctx = super::scheduled_context("park");
+    let ctx = super::scheduled_context(BLOCKING_CALL);
     // SAFETY: `scheduled_context` checked that we run on the stack of the worker's current
     // coroutine, which is the innermost context of this thread (so it is alive).
     let ctx = unsafe { &*ctx };
@@ -225,7 +215,7 @@ pub(crate) fn defer_cancel() {
     if WorkerCore::current().is_none() {
         return;
     }
-    let ctx = super::scheduled_context("park");
+    let ctx = super::scheduled_context(BLOCKING_CALL);
     // SAFETY: `scheduled_context` checked that this is the running coroutine's live context.
     unsafe { &*ctx }.rearm_cancel();
 }

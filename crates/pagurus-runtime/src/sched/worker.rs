@@ -30,7 +30,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -46,17 +45,15 @@ use super::netpoll::IoDriver;
 use super::park::Unparker;
 use super::task::{ACTIVE, DONE, Header, NOTIFIED, PARKED, PHASE, Task, TaskRef};
 use super::timer::{TimerKey, Timers};
-use crate::coroutine::{CANCEL, Context, RESUME, Suspend};
-use crate::stack::{Stack, StackPool, on_system_stack};
-use crate::stats;
+use crate::coroutine::{CANCEL, CANCEL_ATTEMPTS, Context, RESUME, Suspend};
+use crate::stack::{self, StackPool, on_system_stack};
+use crate::{fatal, ffi_mode, stats};
 
 /// How often a busy worker looks at its inbox, its stealable deque and the global injector before
 /// its local queue, so coroutines that yield to each other cannot starve everyone else.
 const FAIRNESS_TICKS: u32 = 61;
 /// How many times in a row the `lifo` slot may go first.
 const MAX_LIFO_STREAK: u32 = 3;
-/// Shutdown gives up on a coroutine that keeps catching its cancellation after this many resumes.
-const CANCEL_ATTEMPTS: usize = 16;
 
 pub(crate) enum Msg {
     /// A coroutine of this worker was woken by another thread.
@@ -97,7 +94,7 @@ impl WorkerHandle {
         inbox: Sender<Msg>,
         poll: &mio::Poll,
         with_io: bool,
-    ) -> io::Result<WorkerHandle> {
+    ) -> std::io::Result<WorkerHandle> {
         let io = if with_io {
             Some(Arc::new(IoDriver::new(poll.registry().try_clone()?)))
         } else {
@@ -261,7 +258,9 @@ impl WorkerCore {
         unsafe { core.as_ref() }
     }
 
-    /// Makes this core the calling thread's core until the guard drops.
+    /// Makes this core the calling thread's core until the guard drops, and registers its stack
+    /// pool (with `stack`, for the growth movers) and its runtime's foreign-call mode (with
+    /// `ffi_mode`) for as long.
     pub(crate) fn enter(&self) -> EnterGuard {
         crate::grow::fault::prepare_thread();
         CORE.with(|c| {
@@ -271,7 +270,13 @@ impl WorkerCore {
             );
             c.set(self);
         });
-        EnterGuard
+        EnterGuard {
+            // SAFETY: the core (and with it the pool and `shared`) outlives the guard, which its
+            // callers drop on this thread before the core goes away.
+            _pool: unsafe { stack::register_pool(&self.pool) },
+            // SAFETY: as above.
+            _ffi_mode: unsafe { ffi_mode::register(&self.shared.ffi_mode) },
+        }
     }
 
     /// The running coroutine and its context, when called from it.
@@ -282,20 +287,6 @@ impl WorkerCore {
         unsafe {
             Arc::increment_strong_count(ptr);
             Some(Arc::from_raw(ptr))
-        }
-    }
-
-    /// Takes a pooled stack for the fault handler, if the pool is not borrowed (it never is while
-    /// a coroutine runs; the check is for safety). Async-signal-safe.
-    pub(crate) fn take_pooled_stack(&self, size: usize) -> Option<Stack> {
-        self.pool.try_borrow_mut().ok()?.take_pooled(size)
-    }
-
-    /// Gives a stack back from the fault handler without allocating. Async-signal-safe.
-    pub(crate) fn give_back_stack(&self, stack: Stack) -> Result<(), Stack> {
-        match self.pool.try_borrow_mut() {
-            Ok(mut pool) => pool.put_without_allocating(stack),
-            Err(_) => Err(stack),
         }
     }
 
@@ -337,13 +328,6 @@ impl WorkerCore {
         }
     }
 
-    /// The id of the running coroutine; no reference counting, so async-signal-safe.
-    pub(crate) fn current_task_id(&self) -> Option<u64> {
-        let ptr = self.current.get()?;
-        // SAFETY: `current` points into a task kept alive by `run_task` while it is set.
-        Some(unsafe { ptr.as_ref() }.header().id)
-    }
-
     #[inline]
     pub(crate) fn current_ctx(&self) -> *const Context {
         self.current_ctx.get()
@@ -374,11 +358,7 @@ impl WorkerCore {
     /// Moves the suspended coroutine to the larger stack it asked for with `Suspend::Grow`.
     #[cold]
     fn grow(&self, header: &Header) {
-        crate::grow::grow_suspended(
-            &header.ctx,
-            Some(&mut self.pool.borrow_mut()),
-            Some(header.id),
-        );
+        crate::grow::grow_suspended(&header.ctx);
     }
 
     /// The worker thread's whole life.
@@ -489,7 +469,7 @@ impl WorkerCore {
         };
         self.current.set(None);
         self.current_ctx.set(std::ptr::null());
-        header.ctx.report_growths(Some(header.id));
+        header.ctx.report_growths();
         if reason == Suspend::Done {
             self.finish(&task);
         }
@@ -504,8 +484,8 @@ impl WorkerCore {
         let stack = self
             .pool
             .borrow_mut()
-            .get(size)
-            .unwrap_or_else(|err| stack_alloc_failed(size, err));
+            .take(size)
+            .unwrap_or_else(|err| fatal::stack_alloc_failed(size, err.raw_os_error().unwrap_or(0)));
         let data = Arc::as_ptr(task) as *const ();
         // SAFETY: the context lives inside the task's Arc allocation, which does not move and is
         // kept alive by `live` until the coroutine is done; `data` is the TaskCell its body
@@ -513,7 +493,7 @@ impl WorkerCore {
         unsafe {
             header
                 .ctx
-                .start(stack, data, self.shared.config.growth_limits())
+                .start(stack, data, header.id, self.shared.config.growth_limits())
         };
         let mut live = self.live.borrow_mut();
         header.slot.set(live.insert(task.clone()));
@@ -525,7 +505,7 @@ impl WorkerCore {
         let header = task.header();
         header.state.store(DONE, Release);
         if let Some(stack) = header.ctx.take_stack() {
-            self.pool.borrow_mut().put(stack);
+            self.pool.borrow_mut().give_back(stack);
         }
         let live = {
             let mut live = self.live.borrow_mut();
@@ -930,20 +910,15 @@ impl Shared {
     }
 }
 
-/// Clears the thread's core pointer when a worker or `block_on` leaves.
-pub(crate) struct EnterGuard;
+/// Clears the thread's core pointer, and unregisters its pool and mode, when a worker or
+/// `block_on` leaves.
+pub(crate) struct EnterGuard {
+    _pool: stack::Registration,
+    _ffi_mode: ffi_mode::Registration,
+}
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
         CORE.with(|c| c.set(std::ptr::null()));
     }
-}
-
-fn stack_alloc_failed(size: usize, err: io::Error) -> ! {
-    eprintln!(
-        "pagurus: cannot map a {size}-byte coroutine stack: {err}. \
-         Check `ulimit -v`, memory overcommit settings and vm.max_map_count \
-         (each stack uses two mappings)."
-    );
-    std::process::abort()
 }

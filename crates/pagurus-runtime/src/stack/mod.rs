@@ -8,96 +8,49 @@
 //!   low   +---------------------------+  mapping start
 //! ```
 //!
-//! A stack knows its own bounds and nothing outside it keeps pointers into it except the saved
-//! stack pointer of a suspended coroutine (see `coroutine`). That is the invariant the growth
-//! engine needs to move a stack.
-//!
 //! Every stack is one mapping split by `mprotect` into two VMAs, so each live stack costs two of
 //! the kernel's `vm.max_map_count` (65,530 by default) entries: about 32,000 live stacks is the
 //! ceiling until stacks are carved out of shared arenas.
+//!
+//! # What may point into a stack, and when it may move
+//!
+//! A stack knows its own bounds ([`Span`], computed in one place: [`Stack::span`]), and the
+//! growth movers (`grow`) may copy it elsewhere at any suspension or guard fault. That is sound
+//! because of two rules, each asserted by the code that relies on it:
+//!
+//! 1. **Nothing outside a stack points into it**, except the saved stack pointer of a suspended
+//!    coroutine (`Context::saved_sp`), which every mover adjusts. The scheduler keeps only task
+//!    pointers, never pointers into stacks.
+//! 2. **A pinned stack does not move.** The one exception to rule 1 is lent memory: an offloaded
+//!    call (`offload::run`) runs on another thread with borrows of the parked coroutine's stack.
+//!    The lender increments the context's pin count for as long as the borrow lives
+//!    (`Context::pin`), and every mover asserts the count is zero before it copies anything
+//!    (`grow::move_stack`), aborting with a message otherwise. (As Go's `copystack` refuses to
+//!    run while a goroutine is in a system call.)
+//!
+//! # Layer
+//!
+//! `stack` imports only `arch`, `stats` and `fatal`. What it needs from the layers above is
+//! handed down: the coroutine running on this thread is published in a thread-local owned here
+//! ([`StackSlot`], [`running`]), and a worker registers its stack pool here ([`pool::register`])
+//! so the fault handler can take and give back stacks without knowing the scheduler.
 
 mod mapping;
 mod pool;
+mod running;
 mod system;
 
 pub(crate) use mapping::Mapping;
-pub(crate) use pool::StackPool;
+pub(crate) use pool::{Registration, StackPool, give_back, register_pool, take};
+pub(crate) use running::{StackSlot, running, set_running};
+pub use running::{StackInfo, current, ensure, remaining};
 pub use system::{SYSTEM_STACK_SIZE, on_system_stack};
 pub(crate) use system::{on_system_stack_active, system_stack_guard_contains};
 
 use std::io;
 
+pub use crate::arch::PAGE_SIZE;
 use crate::stats;
-
-/// Facts about the stack the calling code runs on.
-///
-/// ```
-/// # use pagurus_runtime as pagurus;
-/// pagurus::run(|| {
-///     let info = pagurus::stack::current().expect("inside a coroutine");
-///     assert_eq!(info.size, 4096);
-///     assert!(info.used > 0 && info.used < info.size);
-/// });
-/// assert!(pagurus::stack::current().is_none());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StackInfo {
-    /// Usable bytes of the current stack.
-    pub size: usize,
-    /// Bytes between the top of the stack and the caller's stack pointer.
-    pub used: usize,
-    /// How many times this coroutine's stack has been moved to a larger one.
-    pub growths: u64,
-}
-
-/// Describes the stack of the coroutine calling it; `None` on a plain thread stack.
-pub fn current() -> Option<StackInfo> {
-    crate::coroutine::current_usage().map(|(size, used, growths)| StackInfo {
-        size,
-        used,
-        growths,
-    })
-}
-
-/// Guarantees `bytes` of stack below the caller, moving the current coroutine to a larger stack
-/// first if needed (at this call, without a fault). Call it before lending stack data to another
-/// thread or before code that needs a lot of stack at once (a foreign call). Outside a coroutine
-/// it does nothing: thread stacks are the OS's.
-///
-/// With enough headroom it costs two loads and a compare.
-///
-/// ```
-/// # use pagurus_runtime as pagurus;
-/// pagurus::run(|| {
-///     pagurus::stack::ensure(256 * 1024);
-///     assert!(pagurus::stack::remaining().unwrap() >= 256 * 1024);
-///     assert_eq!(pagurus::stack::current().unwrap().growths, 1);
-/// });
-/// ```
-///
-/// # Panics
-///
-/// Never; a coroutine that would exceed its runtime's `max_stack_size` aborts the process with a
-/// message instead.
-#[inline]
-pub fn ensure(bytes: usize) {
-    if let Some(headroom) = crate::coroutine::current_headroom()
-        && headroom < bytes
-    {
-        crate::coroutine::request_growth(bytes);
-    }
-}
-
-/// Bytes left between the caller's stack pointer and the bottom of the current coroutine's
-/// stack; `None` on a plain thread stack.
-#[inline]
-pub fn remaining() -> Option<usize> {
-    crate::coroutine::current_headroom()
-}
-
-/// Size of a page; stack sizes are powers of two no smaller than this.
-pub const PAGE_SIZE: usize = 4096;
 
 /// Size of the PROT_NONE region under every stack.
 ///
@@ -111,18 +64,68 @@ pub const PAGE_SIZE: usize = 4096;
 /// 32,000 stacks use 128 GiB of the 128 TiB user address space.
 pub const GUARD_SIZE: usize = 4 << 20;
 
+/// The largest size a coroutine's stack may grow to unless the builder says otherwise (raw
+/// coroutines always use it): 1 GiB.
+pub(crate) const DEFAULT_MAX_STACK_SIZE: usize = 1 << 30;
+
+/// Usable bytes of finished coroutines' stacks a worker keeps for reuse by default: 16 MiB.
+pub(crate) const DEFAULT_POOL_BYTES: usize = 16 << 20;
+
+/// The largest stack size accepted anywhere (64 TiB): far beyond any real stack, and within the
+/// pools' size classes.
+const MAX_STACK_SIZE_LIMIT: usize = 1 << 46;
+
+/// Checks a stack size parameter named `param`: a power of two, at least one page, at most
+/// 64 TiB. The error is `InvalidInput` naming the parameter.
+pub(crate) fn validate_stack_size(param: &str, bytes: usize) -> io::Result<()> {
+    if bytes.is_power_of_two() && (PAGE_SIZE..=MAX_STACK_SIZE_LIMIT).contains(&bytes) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{param} must be a power of two of at least {PAGE_SIZE} bytes, got {bytes}"
+            ),
+        ))
+    }
+}
+
+/// Where a stack lives, as the movers see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// Lowest address of the guard region: values from here up to `top` are "into the stack".
+    pub(crate) guard_start: usize,
+    /// Lowest usable (readable) address.
+    pub(crate) bottom: usize,
+    /// One past the highest address.
+    pub(crate) top: usize,
+}
+
+impl Span {
+    /// Usable bytes.
+    pub(crate) fn size(&self) -> usize {
+        self.top.wrapping_sub(self.bottom)
+    }
+
+    /// Whether `addr` lies in the guard region. Async-signal-safe.
+    pub(crate) fn guard_contains(&self, addr: usize) -> bool {
+        (self.guard_start..self.bottom).contains(&addr)
+    }
+}
+
 /// One coroutine stack and its guard region.
 pub(crate) struct Stack {
     map: Mapping,
 }
 
 impl Stack {
-    /// Maps a stack with `size` usable bytes above a [`GUARD_SIZE`] guard.
+    /// Maps a stack with `size` usable bytes above a [`GUARD_SIZE`] guard. Async-signal-safe
+    /// (`mmap` and `mprotect` are plain system calls; the error is an OS error code).
     ///
-    /// `size` must be a power of two no smaller than [`PAGE_SIZE`] (checked by the builder).
+    /// `size` must be a power of two no smaller than [`PAGE_SIZE`] (checked by
+    /// [`validate_stack_size`]).
     pub(crate) fn new(size: usize) -> io::Result<Stack> {
         debug_assert!(size.is_power_of_two() && size >= PAGE_SIZE);
-        crate::prepare_process();
         let map = Mapping::new(size, GUARD_SIZE)?;
         stats::stack_mapped(size);
         Ok(Stack { map })
@@ -146,6 +149,15 @@ impl Stack {
     /// Lowest byte of the guard region.
     pub(crate) fn guard_start(&self) -> usize {
         self.map.start()
+    }
+
+    /// The bounds of the stack. Async-signal-safe.
+    pub(crate) fn span(&self) -> Span {
+        Span {
+            guard_start: self.guard_start(),
+            bottom: self.bottom(),
+            top: self.top(),
+        }
     }
 
     /// Whether `addr` lies in the usable part of the stack.
@@ -206,12 +218,28 @@ mod tests {
         assert_eq!(s.top() % 16, 0);
         assert_eq!(s.top() - s.bottom(), 16 * 1024);
         assert_eq!(s.bottom() - s.guard_start(), GUARD_SIZE);
+        let span = s.span();
+        assert_eq!((span.guard_start, span.bottom, span.top), (s.guard_start(), s.bottom(), s.top()));
+        assert_eq!(span.size(), s.size());
+        assert!(span.guard_contains(s.bottom() - 1) && !span.guard_contains(s.bottom()));
+        assert!(!span.guard_contains(s.guard_start() - 1));
         assert!(s.contains(s.bottom()) && s.contains(s.top() - 1));
         assert!(!s.contains(s.top()) && !s.contains(s.bottom() - 1));
         // The usable part is writable end to end.
         for addr in (s.bottom()..s.top()).step_by(PAGE_SIZE) {
             // SAFETY: addr is inside the usable, read/write part of a stack we own.
             unsafe { (addr as *mut u64).write_volatile(0xdead_beef) };
+        }
+    }
+
+    #[test]
+    fn stack_sizes_are_validated_in_one_place() {
+        assert!(validate_stack_size("x", PAGE_SIZE).is_ok());
+        assert!(validate_stack_size("x", DEFAULT_MAX_STACK_SIZE).is_ok());
+        for bad in [0, PAGE_SIZE / 2, PAGE_SIZE + 1, 5000, MAX_STACK_SIZE_LIMIT * 2] {
+            let err = validate_stack_size("initial_stack_size", bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().starts_with("initial_stack_size "), "{err}");
         }
     }
 }

@@ -17,9 +17,8 @@
 use std::cell::{Cell, RefCell};
 use std::mem::{ManuallyDrop, MaybeUninit};
 
-use super::{GUARD_SIZE, Mapping};
+use super::{GUARD_SIZE, Mapping, running};
 use crate::arch;
-use crate::coroutine::current_context;
 
 /// Usable bytes of a system stack: as much as a thread gets by default.
 pub const SYSTEM_STACK_SIZE: usize = 8 << 20;
@@ -62,7 +61,7 @@ thread_local! {
 /// When the system stack cannot be mapped (out of memory), and whenever `f` panics.
 #[inline]
 pub fn on_system_stack<R>(f: impl FnOnce() -> R) -> R {
-    if current_context().is_null() || ACTIVE.with(Cell::get) {
+    if running().is_null() || ACTIVE.with(Cell::get) {
         return f();
     }
     on_system_stack_now(f)

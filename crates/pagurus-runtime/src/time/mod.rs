@@ -6,8 +6,14 @@
 //! million sleepers cost a million map entries: no OS timer and no thread per sleeper.
 //!
 //! Outside a coroutine the same functions block the calling thread, like `std::thread::sleep`.
+//!
+//! [`after`] and [`tick`] are channels whose readiness is computed from the clock (the `at` and
+//! `tick` flavours in `channel/`): receiving from them is a `park_until`, and they work as
+//! [`select!`](crate::select!) arms.
 
 use std::time::{Duration, Instant};
+
+pub use crate::channel::{after, tick};
 
 use crate::sched::park::{self, Parked, raise_cancelled};
 

@@ -67,20 +67,22 @@ impl SignalContext {
         self.gregs()[libc::REG_RSP as usize] as usize
     }
 
-    #[allow(dead_code, reason = "for the frame walk of the faulting frame")]
     pub(crate) fn pc(&mut self) -> usize {
         self.gregs()[libc::REG_RIP as usize] as usize
     }
 
     /// The sixteen general registers, `rsp` included, `rip` excluded (it points into code, never
-    /// into a stack). Indices follow `REG_R8`..`REG_RSP` of `<sys/ucontext.h>`.
-    pub(crate) fn general_registers(&mut self) -> &mut [libc::greg_t] {
-        &mut self.gregs()[..=libc::REG_RSP as usize]
+    /// into a stack), as words. Indices follow `REG_R8`..`REG_RSP` of `<sys/ucontext.h>`.
+    pub(crate) fn general_registers(&mut self) -> &mut [usize] {
+        let gregs = &mut self.gregs()[..=libc::REG_RSP as usize];
+        // SAFETY: `greg_t` is `i64`, of the same size and alignment as `usize` on this target;
+        // the new slice covers exactly the same memory and borrows it exclusively.
+        unsafe { std::slice::from_raw_parts_mut(gregs.as_mut_ptr().cast::<usize>(), gregs.len()) }
     }
 
-    /// Calls `f` on every 64-bit lane of every vector register the frame holds: XMM0-15, and the
-    /// YMM/ZMM parts present in the XSAVE area (`xstate_bv` says which hold live state).
-    pub(crate) fn for_each_vector_lane(&mut self, mut f: impl FnMut(&mut u64)) {
+    /// Calls `f` on every vector register range the frame holds, as 64-bit lanes: XMM0-15, and
+    /// the YMM/ZMM parts present in the XSAVE area (`xstate_bv` says which hold live state).
+    pub(crate) fn for_each_vector_register_range(&mut self, mut f: impl FnMut(&mut [u64])) {
         // SAFETY: per `from_raw`, the ucontext is live; fpregs is null or points to the frame's
         // FP state.
         let fp = unsafe { (*self.uc).uc_mcontext.fpregs } as *mut u8;
@@ -88,12 +90,11 @@ impl SignalContext {
             return;
         }
         let mut lanes = |offset: usize, size: usize| {
-            for i in 0..size / 8 {
-                // SAFETY: callers pass ranges inside the FP state the kernel wrote (FXSAVE image,
-                // or XSAVE components within xstate_size); 8-byte aligned (offsets are multiples
-                // of 16, the area is 64-byte aligned).
-                f(unsafe { &mut *fp.add(offset + 8 * i).cast::<u64>() });
-            }
+            // SAFETY: callers pass ranges inside the FP state the kernel wrote (FXSAVE image,
+            // or XSAVE components within xstate_size); 8-byte aligned (offsets are multiples
+            // of 16, the area is 64-byte aligned); nothing else refers to them while the handler
+            // runs.
+            f(unsafe { std::slice::from_raw_parts_mut(fp.add(offset).cast::<u64>(), size / 8) });
         };
         lanes(XMM.0, XMM.1);
         // SAFETY: the software-reserved bytes lie inside the 512-byte FXSAVE image.

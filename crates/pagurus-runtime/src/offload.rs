@@ -8,7 +8,8 @@
 //!
 //! The call may borrow from the coroutine's stack (it is scoped, like `std::thread::scope`):
 //! the coroutine cannot finish, move its stack or be unwound before the call returns, since it
-//! waits without ever raising `Cancelled`. A runtime dropped meanwhile gives up on such a
+//! waits without ever raising `Cancelled`, and its context is pinned meanwhile (`Context::pin`:
+//! every mover asserts a context has no pin before it moves its stack). A runtime dropped meanwhile gives up on such a
 //! coroutine after its cancellation attempts and leaks its stack rather than free memory the
 //! call may still use.
 //!
@@ -23,15 +24,17 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::coroutine::current_context;
 use crate::sched::park::Unparker;
 use crate::sched::{can_park, park_uncancellable};
-use crate::stack::on_system_stack;
+use crate::stack::{SYSTEM_STACK_SIZE, on_system_stack};
 
 /// Most pool threads alive at once; calls beyond that wait for a free thread.
-pub const MAX_THREADS: usize = 512;
+pub(crate) const MAX_THREADS: usize = 512;
 /// How long an idle pool thread waits for work before it exits.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-const THREAD_STACK: usize = 8 << 20;
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stack size of a pool thread: as much as an ordinary thread gets.
+const THREAD_STACK: usize = SYSTEM_STACK_SIZE;
 /// Stack headroom secured before an offloaded job takes pointers into the caller's frame:
 /// enough for the submission's switch and the park.
 const OFFLOAD_HEADROOM: usize = 1 << 10;
@@ -129,6 +132,11 @@ where
     on_system_stack(|| ());
     crate::stack::ensure(OFFLOAD_HEADROOM);
     let waiter = Unparker::current();
+    // SAFETY: `can_park` checked that we run on the current context's own stack, so it is alive
+    // for as long as this frame is.
+    let ctx = unsafe { &*current_context() };
+    // The pool thread gets pointers into this stack: it must not move until the call is over.
+    let pinned = ctx.pin();
     let done = Arc::new(AtomicBool::new(false));
     let mut out: Option<thread::Result<R>> = None;
     let out_ptr = SendPtr(&raw mut out);
@@ -151,6 +159,7 @@ where
     while !done.load(Acquire) {
         park_uncancellable();
     }
+    drop(pinned);
     match out.take() {
         Some(Ok(value)) => value,
         Some(Err(payload)) => panic::resume_unwind(payload),

@@ -67,8 +67,16 @@
 
 use core::arch::{asm, naked_asm};
 
+pub(crate) mod dwarf;
 mod signal;
 pub(crate) use signal::{SignalContext, prepare as prepare_signal_context};
+
+/// Size of a page; stack sizes are powers of two no smaller than this.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Bytes below the stack pointer that code may use without moving it (the System V red zone):
+/// a move of a stack interrupted at any instruction must copy them too.
+pub(crate) const RED_ZONE: usize = 128;
 
 /// The function a fresh coroutine starts in. It receives the pointer given to [`init_stack`]
 /// and the value passed to the first [`resume`] of the stack, and must never return: it ends
@@ -217,7 +225,7 @@ unsafe extern "sysv64" fn trampoline() -> ! {
 
 /// Address of [`trampoline`], the outermost frame of every coroutine stack.
 ///
-/// The frame walker (`grow::unwind`) takes the trampoline's extent from its CFI and reports a walk
+/// The frame walker (`grow::frames`) takes the trampoline's extent from its CFI and reports a walk
 /// that reaches it as one that covered the whole coroutine stack.
 pub(crate) fn trampoline_start() -> usize {
     trampoline as *const () as usize

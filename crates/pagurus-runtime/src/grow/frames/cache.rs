@@ -18,7 +18,7 @@
 use gimli::{CfaRule, Register, RegisterRule};
 
 use super::objects::Row;
-use super::{CALLEE_SAVED, RA, RSP};
+use super::{CALLEE_SAVED, RA, SP};
 
 /// Number of entries: 2048 x 64 bytes = 128 KiB per thread, far more distinct return addresses
 /// than a coroutine stack usually holds.
@@ -114,7 +114,7 @@ impl Compact {
                 // Undefined is what the general path assumes for caller-saved registers anyway,
                 // and the stack pointer is always the CFA.
                 (RegisterRule::Undefined, None) if reg < RA => {}
-                (RegisterRule::SameValue | RegisterRule::Undefined, None) if reg == RSP => {}
+                (RegisterRule::SameValue | RegisterRule::Undefined, None) if reg == SP => {}
                 _ => return None,
             }
         }

@@ -7,8 +7,9 @@ use std::ops::ControlFlow;
 use std::os::raw::{c_int, c_void};
 
 use super::*;
+use crate::arch::dwarf::FP;
 use crate::coroutine::current_context;
-use crate::coroutine::raw::Coroutine;
+use crate::raw::Coroutine;
 
 /// Stores the caller's registers as they are at the return address of this call:
 /// `[rip, rsp, rbp, rbx, r12, r13, r14, r15]`. The state describes the caller at a call
@@ -35,8 +36,13 @@ unsafe extern "sysv64" fn capture_raw(out: *mut [usize; 8]) {
 
 fn regs_from_raw(raw: &[usize; 8]) -> Regs {
     let mut regs = Regs::new();
-    for (reg, &value) in [RA, RSP, RBP, 3, 12, 13, 14, 15].iter().zip(raw) {
-        regs.set(*reg, value);
+    // The capture's order: the return address, the stack and frame pointers, then the other
+    // callee-saved registers in DWARF order (rbx, r12-r15).
+    let order = [RA, SP, FP]
+        .into_iter()
+        .chain(CALLEE_SAVED.into_iter().filter(|&r| r != FP));
+    for (reg, &value) in order.zip(raw) {
+        regs.set(reg, value);
     }
     regs
 }
@@ -214,7 +220,8 @@ fn coroutine_stack_ends_at_trampoline() {
             let regs = capture!();
             let ctx = current_context();
             // SAFETY: the current context is this coroutine's, alive while it runs.
-            let (_, bottom, size) = unsafe { (*ctx).bounds() }.expect("a running stack");
+            let span = unsafe { (*ctx).span() }.expect("a running stack");
+            let (bottom, size) = (span.bottom, span.size());
             let bounds = Bounds::new(bottom, bottom + size);
             let mut ours = Trace::new();
             let mut saved_ok = true;
@@ -495,7 +502,7 @@ fn bogus_states_are_errors() {
     // A pc outside every object.
     let mut regs = Regs::new();
     regs.set(RA, 0x1000);
-    regs.set(RSP, sp);
+    regs.set(SP, sp);
     let err = run(&regs, true, bounds).unwrap_err();
     assert_eq!(
         (err.pc, err.frames, err.kind),
@@ -504,7 +511,7 @@ fn bogus_states_are_errors() {
 
     // No pc, or pc 0.
     let mut regs = Regs::new();
-    regs.set(RSP, sp);
+    regs.set(SP, sp);
     assert_eq!(run(&regs, true, bounds).unwrap_err().kind, ErrorKind::NoPc);
     regs.set(RA, 0);
     assert_eq!(run(&regs, false, bounds).unwrap_err().kind, ErrorKind::NoPc);
@@ -520,15 +527,15 @@ fn bogus_states_are_errors() {
     // A real pc whose CFA register is unknown, or points outside the bounds.
     let real = capture!();
     let mut regs = real;
-    regs.invalidate(RSP);
-    regs.invalidate(RBP);
+    regs.invalidate(SP);
+    regs.invalidate(FP);
     assert!(matches!(
         run(&regs, false, bounds).unwrap_err().kind,
         ErrorKind::UnknownRegister { .. }
     ));
     let mut regs = real;
-    regs.set(RSP, 0x10);
-    regs.set(RBP, 0x10);
+    regs.set(SP, 0x10);
+    regs.set(FP, 0x10);
     assert!(matches!(
         run(&regs, false, bounds).unwrap_err().kind,
         ErrorKind::OutOfBounds { .. }
@@ -584,8 +591,8 @@ fn garbage_stacks_give_errors_not_faults() {
         }
         let mut regs = Regs::new();
         regs.set(RA, real.pcs()[next() % real.n]);
-        regs.set(RSP, base + next() % (WORDS * 8));
-        regs.set(RBP, stack[next() % WORDS]);
+        regs.set(SP, base + next() % (WORDS * 8));
+        regs.set(FP, stack[next() % WORDS]);
         regs.set(3, next());
         let mut frames = 0;
         // SAFETY: the bounds are the live buffer.
@@ -643,7 +650,7 @@ fn ucontext_registers_map_to_dwarf_numbers() {
     assert_eq!(regs.get(0), Some(greg(libc::REG_RAX)));
     assert_eq!(regs.get(1), Some(greg(libc::REG_RDX)));
     assert_eq!(regs.get(3), Some(greg(libc::REG_RBX)));
-    assert_eq!(regs.get(RBP), Some(greg(libc::REG_RBP)));
+    assert_eq!(regs.get(FP), Some(greg(libc::REG_RBP)));
     assert_eq!(regs.get(11), Some(greg(libc::REG_R11)));
     assert_eq!(regs.get(15), Some(greg(libc::REG_R15)));
     assert_eq!(regs.get(17), None);

@@ -8,7 +8,7 @@
 //!
 //! - `objects`: the table of loaded objects and their in-memory `.eh_frame_hdr`/`.eh_frame`
 //!   ([`refresh_objects`], normal context), and the same sections read from the files
-//!   ([`FileCfi`], for tests and diagnostics).
+//!   (`FileCfi`, for the tests).
 //! - [`Unwinder::step`]: one frame. Finds the FDE through the object table and the
 //!   `.eh_frame_hdr` binary-search table, runs the CFI program to the row for the frame's address
 //!   in a preallocated gimli context with fixed-size storage, and computes the CFA, the slots and
@@ -18,10 +18,10 @@
 //!
 //! # Register numbering
 //!
-//! x86_64 DWARF numbers: 0 rax, 1 rdx, 2 rcx, 3 rbx, 4 rsi, 5 rdi, 6 rbp, 7 rsp, 8-15 r8-r15,
-//! 16 the return address (the frame's `rip`). A caller's registers are: `rsp` = CFA, `rip` = the
-//! saved return address, callee-saved registers (`rbx`, `rbp`, `r12`-`r15`) read from their
-//! slots or unchanged when the frame did not save them, caller-saved registers unknown.
+//! DWARF numbers, named by `arch::dwarf` (`SP`, `FP`, `RA`, `CALLEE_SAVED`): this module holds no
+//! number of its own. A caller's registers are: the stack pointer = CFA, the program counter =
+//! the saved return address, callee-saved registers read from their slots or unchanged when the
+//! frame did not save them, caller-saved registers unknown.
 //!
 //! # Async-signal safety
 //!
@@ -58,25 +58,15 @@ use std::ptr;
 use gimli::{CfaRule, Register, RegisterRule, UnwindContext, UnwindContextStorage};
 
 use self::cache::{Compact, RuleCache};
-#[allow(
-    unused_imports,
-    reason = "the in-crate API for the growth engine and diagnostics; only the tests use all of it yet"
-)]
-pub(crate) use self::objects::{
-    FdeRange, FileCfi, LoadedObject, object_for_address, refresh_objects,
-};
+#[cfg(test)]
+pub(crate) use self::objects::{FdeRange, FileCfi};
+pub(crate) use self::objects::{object_for_address, refresh_objects};
 use self::objects::{Row, Table};
 
-/// DWARF number of the stack pointer.
-pub(crate) const RSP: u16 = 7;
-/// DWARF number of the frame pointer.
-pub(crate) const RBP: u16 = 6;
-/// DWARF number of the return address column (the frame's `rip`).
-pub(crate) const RA: u16 = 16;
-/// Registers a [`Regs`] tracks: 0-15 and the return address.
-const NREGS: usize = 17;
-/// The SysV callee-saved registers (besides `rsp`): rbx, rbp, r12-r15.
-pub(crate) const CALLEE_SAVED: [u16; 6] = [3, 6, 12, 13, 14, 15];
+/// DWARF numbers of the registers the walk names (see `arch::dwarf`).
+pub(crate) use crate::arch::dwarf::{CALLEE_SAVED, RA, SP};
+/// Registers a [`Regs`] tracks: the general registers and the return address.
+const NREGS: usize = crate::arch::dwarf::REGISTERS;
 /// Most registers one frame can save on the stack. A SysV function saves at most the six
 /// callee-saved ones; the rest is room for foreign conventions (`extern "win64"` saves xmm6-15).
 pub(crate) const MAX_SAVED: usize = 24;
@@ -120,36 +110,23 @@ impl Regs {
         }
     }
 
-    /// The interrupted state from a signal handler's `ucontext`: every general register and `rip`.
+    /// The interrupted state from a signal handler's `ucontext`: every general register and the
+    /// program counter. Async-signal-safe.
     pub(crate) fn from_ucontext(uc: &libc::ucontext_t) -> Regs {
-        const GREGS: [libc::c_int; NREGS] = [
-            libc::REG_RAX,
-            libc::REG_RDX,
-            libc::REG_RCX,
-            libc::REG_RBX,
-            libc::REG_RSI,
-            libc::REG_RDI,
-            libc::REG_RBP,
-            libc::REG_RSP,
-            libc::REG_R8,
-            libc::REG_R9,
-            libc::REG_R10,
-            libc::REG_R11,
-            libc::REG_R12,
-            libc::REG_R13,
-            libc::REG_R14,
-            libc::REG_R15,
-            libc::REG_RIP,
-        ];
         let mut regs = Regs::new();
-        for (dwarf, &greg) in (0u16..).zip(GREGS.iter()) {
-            if let Some(&value) = usize::try_from(greg)
-                .ok()
-                .and_then(|i| uc.uc_mcontext.gregs.get(i))
-            {
-                regs.set(dwarf, value as usize);
-            }
-        }
+        crate::arch::dwarf::signal_registers(uc, |reg, value| regs.set(reg, value));
+        regs
+    }
+
+    /// The registers of a coroutine suspended at `sp` (the frame the switch left; every other
+    /// register was spilled into frames the unwind information describes). Async-signal-safe.
+    ///
+    /// # Safety
+    /// `sp` is the saved stack pointer of a suspended coroutine whose stack is mapped.
+    pub(crate) unsafe fn suspended(sp: usize) -> Regs {
+        let mut regs = Regs::new();
+        // SAFETY: forwarded contract.
+        unsafe { crate::arch::dwarf::suspended_registers(sp, |reg, value| regs.set(reg, value)) };
         regs
     }
 
@@ -204,9 +181,9 @@ impl Regs {
     }
 
     /// The frame's stack pointer.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn sp(&self) -> Option<usize> {
-        self.get(RSP)
+        self.get(SP)
     }
 
     /// Starts `caller`'s register set from this one: caller-saved registers become unknown,
@@ -324,7 +301,7 @@ impl Frame {
             pc: 0,
             cfa: 0,
             ra_slot: 0,
-            cfa_reg: RSP,
+            cfa_reg: SP,
             saved: [(0, 0); MAX_SAVED],
             saved_len: 0,
         }
@@ -551,10 +528,12 @@ impl Unwinder {
         unsafe { self.step_with(regs, signal_frame, bounds, frame, caller, true) }
     }
 
-    /// [`Unwinder::step`] without the cache: always evaluates the CFI with gimli.
+    /// [`Unwinder::step`] without the cache: always evaluates the CFI with gimli (the tests
+    /// compare the two).
     ///
     /// # Safety
     /// As for [`Unwinder::step`].
+    #[cfg(test)]
     pub(crate) unsafe fn step_uncached(
         &mut self,
         regs: &Regs,
@@ -812,7 +791,7 @@ impl Apply<'_> {
         self.regs.start_caller(caller);
         let (ra, ra_slot) = read(c.ra_off);
         frame.ra_slot = ra_slot;
-        let mut valid = caller.valid | 1 << RA | 1 << RSP;
+        let mut valid = caller.valid | 1 << RA | 1 << SP;
         let mut n = 0;
         for ((reg, offset), entry) in c.saved().zip(frame.saved.iter_mut()) {
             let (value, at) = read(offset);
@@ -827,8 +806,8 @@ impl Apply<'_> {
         frame.saved_len = n;
         (caller.vals[usize::from(RA)], caller.slots[usize::from(RA)]) = (ra, ra_slot);
         (
-            caller.vals[usize::from(RSP)],
-            caller.slots[usize::from(RSP)],
+            caller.vals[usize::from(SP)],
+            caller.slots[usize::from(SP)],
         ) = (cfa, 0);
         caller.valid = valid;
         Ok(Next::Caller)
@@ -861,7 +840,7 @@ impl Apply<'_> {
             frame.push_saved(reg, at)?;
             caller.set_from(reg, value, at);
         }
-        caller.set(RSP, cfa);
+        caller.set(SP, cfa);
         Ok(Next::Caller)
     }
 
@@ -901,7 +880,7 @@ impl Apply<'_> {
             if reg == RA {
                 continue;
             }
-            if reg == RSP {
+            if reg == SP {
                 // The caller's stack pointer is the CFA by definition on x86_64.
                 match rule {
                     RegisterRule::SameValue | RegisterRule::Undefined => continue,
@@ -933,7 +912,7 @@ impl Apply<'_> {
             }
         }
         frame.sort_saved();
-        caller.set(RSP, cfa);
+        caller.set(SP, cfa);
         Ok(Next::Caller)
     }
 }

@@ -30,18 +30,13 @@ use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
-use super::{CANCEL, Cancelled, Context, GrowthLimits, RESUME, Suspend, current_context, suspend};
-use crate::grow::grow_suspended;
-use crate::grow::quarantine;
-use crate::sched::validate_stack_size;
-use crate::stack::Stack;
-
-/// Largest stack a raw coroutine may grow to (the runtime's default `max_stack_size`).
-const MAX_STACK_SIZE: usize = 1 << 30;
-
-/// Cancelling a dropped coroutine gives up after this many resumes, in case its code keeps
-/// catching the [`Cancelled`] unwind and suspending again.
-const CANCEL_ATTEMPTS: usize = 16;
+use crate::coroutine::{
+    CANCEL, CANCEL_ATTEMPTS, Cancelled, Context, GrowthLimits, RESUME, Suspend, current_context,
+    suspend,
+};
+use crate::fatal;
+use crate::grow::{fault, grow_suspended, quarantine};
+use crate::stack::{DEFAULT_MAX_STACK_SIZE, Stack, validate_stack_size};
 
 /// A coroutine driven by hand with [`Coroutine::resume`].
 pub struct Coroutine<'a> {
@@ -74,8 +69,8 @@ impl<'a> Coroutine<'a> {
         F: FnOnce(&Suspender) + 'a,
     {
         validate_stack_size("stack_size", stack_size)?;
+        fault::prepare_thread();
         let stack = Stack::new(stack_size)?;
-        crate::grow::fault::prepare_thread();
         let inner = Box::new(Inner {
             ctx: Context::new(run_body),
             body: UnsafeCell::new(Some(Box::new(f))),
@@ -84,12 +79,12 @@ impl<'a> Coroutine<'a> {
         });
         let data = &*inner as *const Inner<'_> as *const ();
         let limits = GrowthLimits {
-            max_size: MAX_STACK_SIZE,
+            max_size: DEFAULT_MAX_STACK_SIZE,
             quarantine: quarantine::default_enabled(),
         };
         // SAFETY: the context is fresh and lives on the heap, where it stays until `drop`;
         // `data` is the Inner that `run_body` expects.
-        unsafe { inner.ctx.start(stack, data, limits) };
+        unsafe { inner.ctx.start(stack, data, 0, limits) };
         let inner = NonNull::from(Box::leak(inner));
         Ok(Coroutine {
             inner,
@@ -126,11 +121,11 @@ impl<'a> Coroutine<'a> {
             // SAFETY: the context has a stack (given in `new`, taken only once done), is
             // suspended, and being !Send it has only ever run on this thread.
             let reason = unsafe { inner.ctx.resume(arg) };
-            inner.ctx.report_growths(None);
+            inner.ctx.report_growths();
             match reason {
                 Suspend::Done => return self.finished(),
                 Suspend::Grow => {
-                    grow_suspended(&inner.ctx, None, None);
+                    grow_suspended(&inner.ctx);
                     arg = RESUME;
                 }
                 Suspend::Yield | Suspend::Park => return true,
@@ -173,12 +168,7 @@ impl Drop for Coroutine<'_> {
             // Its stack may hold borrows of data whose lifetime ends when this drop returns (a
             // scoped thread still writing to it, say): neither freeing the stack nor returning
             // can be made safe. Stop here, loudly.
-            eprintln!(
-                "pagurus: a raw coroutine was dropped while suspended and could not be unwound \
-                 (it kept suspending after {attempts} cancellations, or the program is built with \
-                 panic = \"abort\"); aborting, since its borrows would outlive their data"
-            );
-            std::process::abort();
+            fatal::raw_dropped_suspended(attempts);
         }
         // SAFETY: `inner` came from Box::leak in `new`; the coroutine is done or never started,
         // so no reference into it survives this point.

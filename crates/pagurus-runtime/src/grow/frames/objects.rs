@@ -27,13 +27,11 @@
 //! the in-memory lookup against an independent one, and for diagnostics.
 
 use std::ffi::{CStr, OsStr};
-use std::fs::File;
-use std::io;
 use std::mem::{offset_of, size_of};
 use std::ops::Range;
 use std::os::raw::{c_int, c_void};
 use std::os::unix::ffi::OsStrExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -42,10 +40,14 @@ use gimli::{
     BaseAddresses, EhFrame, EhFrameHdr, EhFrameOffset, EndianSlice, FrameDescriptionEntry,
     LittleEndian, ParsedEhFrameHdr, UnwindContext, UnwindSection, UnwindTableRow,
 };
-use memmap2::Mmap;
-use object::{Object as _, ObjectSection as _};
 
 use super::FixedStorage;
+#[cfg(test)]
+use {
+    memmap2::Mmap,
+    object::{Object as _, ObjectSection as _},
+    std::{fs::File, io, path::Path},
+};
 
 /// The reader every in-memory lookup uses: a slice of a loaded object's own mapping.
 pub(super) type Slice = EndianSlice<'static, LittleEndian>;
@@ -439,6 +441,7 @@ fn sdata4_table(hdr: &'static [u8]) -> Option<&'static [u8]> {
 }
 
 /// Where a section lies in a mapped file.
+#[cfg(test)]
 #[derive(Clone, Copy)]
 struct FileSection {
     offset: usize,
@@ -447,13 +450,16 @@ struct FileSection {
     address: u64,
 }
 
-/// An object's `.eh_frame` and `.eh_frame_hdr` read from its file (normal context only).
+/// An object's `.eh_frame` and `.eh_frame_hdr` read from its file (normal context only): the
+/// tests' independent view of what the in-memory tables must say.
+#[cfg(test)]
 pub(crate) struct FileCfi {
     map: Mmap,
     eh_frame: FileSection,
     eh_frame_hdr: Option<FileSection>,
 }
 
+#[cfg(test)]
 impl FileCfi {
     /// Maps and parses the file of a loaded object.
     pub(crate) fn for_object(object: &LoadedObject) -> io::Result<FileCfi> {

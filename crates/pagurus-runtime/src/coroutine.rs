@@ -11,28 +11,39 @@
 //! Each move passes one word: the resumer passes [`RESUME`] or [`CANCEL`]; the coroutine passes
 //! a [`Suspend`] reason. The thread-local `CURRENT` names the innermost context running on this
 //! thread; `resume` sets it and restores the previous value when the coroutine switches back, so
-//! contexts nest (a coroutine may resume a raw coroutine of its own).
+//! contexts nest (a coroutine may resume a raw coroutine of its own). `CURRENT` is the stack
+//! layer's `RUNNING` slot pointer: a context embeds its [`StackSlot`] as its first field, so the
+//! stack layer answers `stack::remaining()` from it and this layer recovers the context.
+//!
+//! # Layer
+//!
+//! `coroutine` imports `arch`, `stack` and `fatal` only. Moving a stack is `grow`'s business:
+//! this layer exposes what a mover needs ([`Context::span`], [`Context::saved_sp`],
+//! [`Context::swap_stack`], the pin count) and nothing of how it is done.
 //!
 //! # Invariants
 //!
 //! - While a coroutine is suspended, its registers live on its own stack below `saved_sp`, and
-//!   `saved_sp` is the only pointer into that stack held outside it.
+//!   `saved_sp` is the only pointer into that stack held outside it, unless the context is
+//!   pinned ([`Context::pin`]; see `stack`, "What may point into a stack").
 //! - While it runs, `parent_sp` points into the resumer's stack, which is itself suspended.
 //! - A context is only ever resumed by the thread it first ran on (schedulers pin started
 //!   coroutines to their worker; raw coroutines are `!Send`). Code in the coroutine may cache
 //!   thread-local addresses across a suspension, so moving it to another thread would be unsound.
 
-pub mod raw;
-
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::ptr;
 
 use crate::arch;
-use crate::grow::relocate::{Move, Span};
-use crate::stack::Stack;
+use crate::fatal;
+use crate::stack::{self, Span, Stack, StackSlot};
 
 /// Passed by a resumer: continue normally.
 pub(crate) const RESUME: usize = 0;
+/// Cancelling a coroutine (a runtime shutting down, a raw coroutine dropped) gives up after this
+/// many resumes, in case its code keeps catching the [`Cancelled`] unwind and suspending again.
+pub(crate) const CANCEL_ATTEMPTS: usize = 16;
+
 /// Passed by a resumer: the coroutine must unwind (the runtime is shutting down, or a raw
 /// coroutine is dropped while suspended). The suspension point raises [`Cancelled`].
 pub(crate) const CANCEL: usize = 1;
@@ -84,11 +95,6 @@ impl std::fmt::Display for Cancelled {
     }
 }
 
-thread_local! {
-    /// The innermost context running on this thread, null on a plain thread stack.
-    static CURRENT: Cell<*const Context> = const { Cell::new(ptr::null()) };
-}
-
 /// How a coroutine's stack may grow.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GrowthLimits {
@@ -101,26 +107,33 @@ pub(crate) struct GrowthLimits {
 /// The code a context runs: `body(data)` once, on the coroutine's stack. `body` must not unwind.
 pub(crate) type Body = unsafe fn(data: *const ());
 
+/// One coroutine's execution context.
+///
+/// Who writes each field: the owner (a worker, or a raw coroutine's handle) writes everything
+/// before the first resume (`start`); `parent_sp` is written by `resume`, `saved_sp` by every
+/// suspension and by a mover (`swap_stack`, while the coroutine is stopped); `pins` by the
+/// coroutine itself, around the calls that lend its stack; `cancel_raised` and
+/// `reported_growths` by the coroutine and its resumer, never at the same time. The fault
+/// handler only reads, apart from `swap_stack`.
+#[repr(C)] // `slot` first: `current_context` recovers the context from the running slot
 pub(crate) struct Context {
+    /// The stack and what the stack layer tracks of it (see `stack::StackSlot`).
+    slot: StackSlot,
     /// The coroutine's stack pointer while it is suspended.
     saved_sp: Cell<*mut u8>,
     /// The resumer's stack pointer while the coroutine runs.
     parent_sp: Cell<*mut u8>,
-    /// Mapped lazily by [`Context::start`], handed back by [`Context::take_stack`].
-    stack: UnsafeCell<Option<Stack>>,
-    /// Lowest usable address of the stack (a copy of `Stack::bottom`, kept next to the hot
-    /// fields so `stack::ensure` costs two loads); 0 without a stack.
-    limit: Cell<usize>,
-    /// Headroom asked for by the pending `Suspend::Grow`.
-    grow_request: Cell<usize>,
     /// The largest size the stack may grow to.
     max_size: Cell<usize>,
     /// Whether stacks this coroutine moves out of are quarantined (see `grow::quarantine`).
     quarantine: Cell<bool>,
+    /// The scheduler's id of the coroutine, 0 for a raw coroutine (for reports).
+    id: Cell<u64>,
+    /// How many borrows of the stack outside it are alive (see [`Context::pin`]).
+    pins: Cell<usize>,
     /// Whether a `CANCEL` resume has already been turned into a `Cancelled` unwind.
     cancel_raised: Cell<bool>,
-    growths: Cell<u64>,
-    /// `growths` when the resumer last reported them (the fault handler cannot log).
+    /// Growths when the resumer last reported them (the fault handler cannot log).
     reported_growths: Cell<u64>,
     body: Body,
     data: Cell<*const ()>,
@@ -131,15 +144,16 @@ impl Context {
     /// no stack until then.
     pub(crate) fn new(body: Body) -> Context {
         Context {
+            // SAFETY: `request_growth` suspends the context owning the slot with `Grow`, which
+            // every resumer serves by moving it before resuming it (see that function).
+            slot: unsafe { StackSlot::new(request_growth) },
             saved_sp: Cell::new(ptr::null_mut()),
             parent_sp: Cell::new(ptr::null_mut()),
-            stack: UnsafeCell::new(None),
-            limit: Cell::new(0),
-            grow_request: Cell::new(0),
             max_size: Cell::new(0),
             quarantine: Cell::new(false),
+            id: Cell::new(0),
+            pins: Cell::new(0),
             cancel_raised: Cell::new(false),
-            growths: Cell::new(0),
             reported_growths: Cell::new(0),
             body,
             data: Cell::new(ptr::null()),
@@ -148,20 +162,20 @@ impl Context {
 
     /// Whether [`Context::start`] has given this context a stack.
     pub(crate) fn has_stack(&self) -> bool {
-        // SAFETY: the stack slot is only written by `start` and `take_stack`, which take no
-        // reference that outlives their call, and contexts are used by one thread at a time.
-        unsafe { (*self.stack.get()).is_some() }
+        self.slot.has_stack()
     }
 
     /// Gives the context its stack and lays out the first frame on it; the first resume will
-    /// run `body(data)` there, and the stack may grow as `limits` say.
+    /// run `body(data)` there, and the stack may grow as `limits` say. `id` names the coroutine
+    /// in reports (0 for a raw coroutine).
     ///
     /// # Safety
     /// The context must not have a stack yet, and must not move in memory from now until its
     /// coroutine is done (the initial frame records its address). `data` must satisfy `body`'s
     /// contract whenever the coroutine runs.
-    pub(crate) unsafe fn start(&self, stack: Stack, data: *const (), limits: GrowthLimits) {
+    pub(crate) unsafe fn start(&self, stack: Stack, data: *const (), id: u64, limits: GrowthLimits) {
         self.data.set(data);
+        self.id.set(id);
         self.max_size.set(limits.max_size);
         self.quarantine.set(limits.quarantine);
         let top = stack.top() as *mut u8;
@@ -169,36 +183,38 @@ impl Context {
         // INIT_FRAME_BYTES below it; `entry` upholds EntryFn for a pinned `Context` pointer.
         let sp = unsafe { arch::init_stack(top, entry, self as *const Context as *mut u8) };
         self.saved_sp.set(sp);
-        self.limit.set(stack.bottom());
-        // SAFETY: see `has_stack`; no reference into the slot is alive.
-        unsafe { *self.stack.get() = Some(stack) };
+        self.slot.install(stack);
     }
 
-    /// Bounds of the stack, for the relocation engine.
+    /// Bounds of the stack, for the movers. Async-signal-safe.
     pub(crate) fn span(&self) -> Option<Span> {
-        self.bounds().map(|(guard_start, bottom, size)| Span {
-            guard_start,
-            bottom,
-            top: bottom + size,
-        })
+        self.slot.span()
     }
 
+    /// The saved stack pointer of the suspended coroutine. Async-signal-safe.
     pub(crate) fn saved_sp(&self) -> usize {
         self.saved_sp.get() as usize
     }
 
+    /// Headroom asked for by the pending `Suspend::Grow`.
     pub(crate) fn grow_request(&self) -> usize {
-        self.grow_request.get()
+        self.slot.grow_request()
+    }
+
+    /// The coroutine's id, 0 for a raw coroutine. Async-signal-safe.
+    pub(crate) fn id(&self) -> u64 {
+        self.id.get()
     }
 
     /// Emits a `tracing` event for growths that happened since the last call (the fault handler
     /// only counts them). Called by resumers, from normal context, after each resume.
     #[inline]
-    pub(crate) fn report_growths(&self, id: Option<u64>) {
-        let growths = self.growths.get();
+    pub(crate) fn report_growths(&self) {
+        let growths = self.slot.growths();
         if growths != self.reported_growths.get() {
             self.reported_growths.set(growths);
-            let size = self.span().map_or(0, |s| s.top - s.bottom);
+            let size = self.span().map_or(0, |s| s.size());
+            let id = self.id();
             tracing::debug!(id, growths, size, "coroutine stack grew");
         }
     }
@@ -229,24 +245,37 @@ impl Context {
         self.quarantine.get()
     }
 
-    /// Installs `new` after `moved` copied the coroutine's image into it; returns the old stack.
-    /// Async-signal-safe.
+    /// Pins the stack where it is until the guard drops: something outside the stack (another
+    /// thread running an offloaded call) points into it, so no mover may move it meanwhile.
+    /// Pins nest. Called by the coroutine itself, on its own thread.
+    pub(crate) fn pin(&self) -> Pin<'_> {
+        self.pins.set(self.pins.get() + 1);
+        Pin { ctx: self }
+    }
+
+    /// How many pins are alive. Every mover asserts it is zero. Async-signal-safe.
+    pub(crate) fn pins(&self) -> usize {
+        self.pins.get()
+    }
+
+    /// Installs `new` as the stack after a mover copied the coroutine into it and adjusted its
+    /// pointers, with `saved_sp` the adjusted saved stack pointer; returns the old stack and
+    /// counts the move. Async-signal-safe.
     ///
     /// # Safety
-    /// The coroutine must be stopped (suspended, or interrupted by the signal being handled), and
-    /// `moved` must have copied its whole live image from the current stack into `new`.
-    pub(crate) unsafe fn replace_stack(&self, new: Stack, moved: &Move) -> Option<Stack> {
-        self.saved_sp.set(moved.adjust(self.saved_sp()) as *mut u8);
-        self.limit.set(new.bottom());
-        self.growths.set(self.growths.get().wrapping_add(1));
-        // SAFETY: see `has_stack`; the coroutine is stopped, so nothing refers to the slot.
-        unsafe { (*self.stack.get()).replace(new) }
+    /// The coroutine must be stopped (suspended, or interrupted by the signal being handled),
+    /// not pinned, and its whole live image must have been copied into `new`, with `saved_sp`
+    /// pointing at the same place in the copy as the current one in the original.
+    pub(crate) unsafe fn swap_stack(&self, new: Stack, saved_sp: usize) -> Option<Stack> {
+        debug_assert_eq!(self.pins(), 0);
+        self.saved_sp.set(saved_sp as *mut u8);
+        // SAFETY: forwarded contract.
+        unsafe { self.slot.replace(new) }
     }
 
     /// Takes the stack back once the coroutine is done (or will never run again).
     pub(crate) fn take_stack(&self) -> Option<Stack> {
-        // SAFETY: see `has_stack`.
-        unsafe { (*self.stack.get()).take() }
+        self.slot.take()
     }
 
     #[inline]
@@ -256,29 +285,23 @@ impl Context {
     /// The context must have a stack, be suspended (started and not done), not be running on any
     /// thread, and have last run on this thread (if it ran before).
     pub(crate) unsafe fn resume(&self, arg: usize) -> Suspend {
-        let prev = CURRENT.with(|c| c.replace(self));
+        let prev = stack::set_running(&self.slot);
         // SAFETY: the caller guarantees `saved_sp` describes a suspended stack of this thread;
         // `parent_sp` is ours to write.
         let word = unsafe { arch::resume(self.parent_sp.as_ptr(), self.saved_sp.get(), arg) };
-        CURRENT.with(|c| c.set(prev));
+        stack::set_running(prev);
         Suspend::from_word(word)
     }
+}
 
-    /// `(guard start, bottom, usable size)` of the stack, if it has one. Async-signal-safe.
-    pub(crate) fn bounds(&self) -> Option<(usize, usize, usize)> {
-        // SAFETY: see `has_stack`.
-        unsafe { &*self.stack.get() }
-            .as_ref()
-            .map(|s| (s.guard_start(), s.bottom(), s.size()))
-    }
+/// A pin on a context's stack (see [`Context::pin`]); unpins when dropped.
+pub(crate) struct Pin<'a> {
+    ctx: &'a Context,
+}
 
-    /// Usable size of the stack, and how many bytes of it are in use at stack pointer `sp`.
-    fn usage(&self, sp: usize) -> (usize, usize) {
-        // SAFETY: see `has_stack`.
-        match unsafe { &*self.stack.get() } {
-            Some(stack) => (stack.size(), stack.top().saturating_sub(sp)),
-            None => (0, 0),
-        }
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        self.ctx.pins.set(self.ctx.pins.get() - 1);
     }
 }
 
@@ -303,13 +326,15 @@ unsafe extern "sysv64" fn entry(data: *mut u8, arg: usize) -> ! {
         )
     };
     // A context is never resumed after Done; getting here means the runtime itself is broken.
-    std::process::abort()
+    fatal::resumed_after_done()
 }
 
 /// The innermost context running on this thread; null on a plain thread stack.
 #[inline]
 pub(crate) fn current_context() -> *const Context {
-    CURRENT.with(|c| c.get())
+    // Only `Context::resume` publishes a slot, and the slot is the first field of a repr(C)
+    // Context, so the slot's address is its context's.
+    stack::running().cast::<Context>()
 }
 
 #[inline]
@@ -326,52 +351,36 @@ pub(crate) unsafe fn suspend(ctx: &Context, reason: Suspend) -> usize {
     unsafe { arch::suspend(ctx.saved_sp.as_ptr(), ctx.parent_sp.get(), reason as usize) }
 }
 
-/// Bytes between the caller's stack pointer and the bottom of the current coroutine's stack;
-/// `None` on a plain thread stack.
-#[inline]
-pub(crate) fn current_headroom() -> Option<usize> {
-    let ctx = current_context();
-    if ctx.is_null() || crate::stack::on_system_stack_active() {
-        return None;
-    }
-    // SAFETY: CURRENT holds the context running on this thread, which is alive.
-    let limit = unsafe { (*ctx).limit.get() };
-    Some(arch::stack_pointer().wrapping_sub(limit))
+/// Suspends the coroutine owning `slot` with `Suspend::Grow`: its resumer moves it to a stack
+/// with the requested headroom, then resumes it (see `stack::ensure`).
+///
+/// # Safety
+/// Must be called on the stack of the running coroutine whose context embeds `slot`.
+unsafe fn request_growth(slot: &StackSlot) {
+    // SAFETY: `slot` is the first field of a repr(C) Context (every slot is created by
+    // `Context::new`), so its address is the context's.
+    let ctx = unsafe { &*(slot as *const StackSlot).cast::<Context>() };
+    // SAFETY: per the contract we run on ctx's stack and it is the current context; both the
+    // scheduler and raw coroutines serve `Grow` before resuming it.
+    unsafe { suspend(ctx, Suspend::Grow) };
 }
 
-/// Moves the running coroutine to a stack with at least `bytes` of headroom below the caller,
-/// by asking its resumer to do it. Returns once running on the new stack.
-#[cold]
-#[inline(never)]
-pub(crate) fn request_growth(bytes: usize) {
-    let ctx = current_context();
-    if ctx.is_null() || crate::stack::on_system_stack_active() {
-        return;
-    }
-    // SAFETY: CURRENT is the context running on this thread: we are on its stack, and its
-    // resumer serves `Grow` (both the scheduler and raw coroutines do) before resuming it.
-    unsafe {
-        (*ctx).grow_request.set(bytes);
-        suspend(&*ctx, Suspend::Grow);
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `(size, used, growths)` of the current coroutine's stack; `None` on a plain thread stack.
-pub(crate) fn current_usage() -> Option<(usize, usize, u64)> {
-    let ctx = current_context();
-    if ctx.is_null() || crate::stack::on_system_stack_active() {
-        return None;
-    }
-    // SAFETY: CURRENT only ever holds a context that is running on this thread right now, and a
-    // running context is alive.
-    let ctx = unsafe { &*ctx };
-    // Any call here may fault and move the stack (unoptimised code calls even `Cell::get`): read
-    // again until no move happened in between, so size, use and count describe one stack.
-    loop {
-        let growths = ctx.growths.get();
-        let (size, used) = ctx.usage(arch::stack_pointer());
-        if ctx.growths.get() == growths {
-            return Some((size, used, growths));
-        }
+    unsafe fn nothing(_: *const ()) {}
+
+    #[test]
+    fn pins_nest_and_unpin_on_drop() {
+        let ctx = Context::new(nothing);
+        assert_eq!(ctx.pins(), 0);
+        let outer = ctx.pin();
+        let inner = ctx.pin();
+        assert_eq!(ctx.pins(), 2);
+        drop(inner);
+        assert_eq!(ctx.pins(), 1);
+        drop(outer);
+        assert_eq!(ctx.pins(), 0);
     }
 }

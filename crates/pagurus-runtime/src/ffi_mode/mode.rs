@@ -1,9 +1,4 @@
-//! How foreign calls run: the [`Mode`] switch, kept per runtime.
-//!
-//! The calls themselves live in the `pagurus-ffi` crate (`pagurus::ffi`); the runtime only keeps
-//! the setting, because it is part of a runtime's configuration (`Builder::ffi_mode`, the
-//! `PAGURUS_FFI_MODE` environment variable read when a runtime is built) and can be changed at
-//! any time while the runtime runs.
+//! The [`Mode`] type: its spellings, and its encoding in one atomic word. No dependencies.
 
 use std::fmt;
 use std::io;
@@ -127,10 +122,6 @@ fn decode(word: u64) -> Mode {
     }
 }
 
-/// The mode of calls made outside any runtime (where it rarely matters: there is no coroutine
-/// stack to protect).
-static OUTSIDE: AtomicMode = AtomicMode::new_switch();
-
 /// The mode a runtime starts with when its builder does not say: `PAGURUS_FFI_MODE` if set (an
 /// invalid value is an error), else [`Mode::Switch`].
 pub(crate) fn mode_from_env() -> io::Result<Mode> {
@@ -143,24 +134,6 @@ pub(crate) fn mode_from_env() -> io::Result<Mode> {
             io::ErrorKind::InvalidInput,
             format!("PAGURUS_FFI_MODE is not valid UTF-8: expected one of {ACCEPTED}"),
         )),
-    }
-}
-
-/// The mode of the runtime the caller runs in (its coroutines and workers), or of calls outside
-/// any runtime.
-#[inline]
-pub fn current() -> Mode {
-    match crate::sched::current_ffi_mode() {
-        Some(mode) => mode,
-        None => OUTSIDE.load(),
-    }
-}
-
-/// Sets the mode of the runtime the caller runs in, for every later call that does not name its
-/// own; outside any runtime, the mode of calls made outside runtimes.
-pub fn set_current(mode: Mode) {
-    if !crate::sched::set_current_ffi_mode(mode) {
-        OUTSIDE.store(mode);
     }
 }
 

@@ -1,0 +1,309 @@
+//! The queue flavour: every `bounded(cap)` (including the rendezvous `bounded(0)`) and
+//! `unbounded()` channel.
+//!
+//! One lock guards the whole state: the buffer and both wait queues, like Go's `hchan`. The three
+//! capacities differ only in when the buffer counts as full (never, at `cap`, always), so they
+//! share this one implementation instead of one file each as in crossbeam (whose flavours differ
+//! because each is lock-free in its own way).
+//!
+//! # Rules of the state
+//!
+//! - A *live* entry is one whose waiter is still `WAITING` (see `waiter.rs`); other entries are
+//!   stale. A waiter removes its own entries when it is done (`unregister_*`, `complete_*`). A
+//!   stale send entry holds its waiter's value, so only that waiter may remove it; a stale
+//!   receive entry holds nothing, and a sender passing by drops it.
+//! - A receiver registers only when nothing is receivable, a sender only when nothing can take
+//!   its value; both checks and the registration happen in one critical section, so a later
+//!   counterpart always finds the entry. So: live receivers imply an empty buffer, live senders
+//!   imply a full one.
+//! - Selecting a waiter (`Waiter::try_select`) and completing its operation happen in one
+//!   critical section: a selected sender's value is taken out of its entry, a selected
+//!   receiver's value is left in `handoffs` under its waiter's id. The waiter, seeing itself
+//!   selected, takes the lock and collects (`complete_*`); the lock orders it after the handoff.
+//! - The only other way to select a waiter is disconnection (`disconnect_*`, which sets the
+//!   `*_gone` flag in the same critical section): the entry stays, no handoff is made, and the
+//!   waiter learns the outcome by finding its own entry still queued.
+//! - Waiters are unparked after the lock is released.
+//!
+//! Values are moved, never dropped, under the lock: dropping a `T` runs user code.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::error::{TryRecvError, TrySendError};
+use super::waiter::Waiter;
+
+/// A channel of the queue flavour, shared by its senders and receivers.
+pub(crate) struct Channel<T> {
+    inner: Mutex<Inner<T>>,
+    /// `usize::MAX` for unbounded.
+    cap: usize,
+    /// Live `Sender`s and `Receiver`s; the last one of a side to drop disconnects it.
+    pub(crate) senders: AtomicUsize,
+    pub(crate) receivers: AtomicUsize,
+}
+
+struct Inner<T> {
+    buf: VecDeque<T>,
+    /// Blocked senders, oldest first, each with the value it offers.
+    senders: VecDeque<SendEntry<T>>,
+    /// Blocked receivers, oldest first.
+    receivers: VecDeque<Entry>,
+    /// Values handed to selected receivers that have not collected them yet.
+    handoffs: Vec<Handoff<T>>,
+    senders_gone: bool,
+    receivers_gone: bool,
+}
+
+/// Operation `op` of `waiter` waits in this channel.
+struct Entry {
+    waiter: Arc<Waiter>,
+    op: usize,
+}
+
+impl Entry {
+    fn is(&self, waiter: &Arc<Waiter>, op: usize) -> bool {
+        self.op == op && Arc::ptr_eq(&self.waiter, waiter)
+    }
+
+    /// Whether a counterpart other than `me` could complete with this entry now.
+    fn is_live_other(&self, me: &Arc<Waiter>) -> bool {
+        !Arc::ptr_eq(&self.waiter, me) && self.waiter.is_waiting()
+    }
+}
+
+struct SendEntry<T> {
+    entry: Entry,
+    value: T,
+}
+
+/// A value for the receiver `op` of the waiter whose id is `waiter`.
+struct Handoff<T> {
+    waiter: usize,
+    op: usize,
+    value: T,
+}
+
+impl<T> Channel<T> {
+    pub(crate) fn new(cap: Option<usize>) -> Channel<T> {
+        Channel {
+            inner: Mutex::new(Inner {
+                buf: VecDeque::with_capacity(cap.unwrap_or(0).min(1024)),
+                senders: VecDeque::new(),
+                receivers: VecDeque::new(),
+                handoffs: Vec::new(),
+                senders_gone: false,
+                receivers_gone: false,
+            }),
+            cap: cap.unwrap_or(usize::MAX),
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        // No user code runs under the lock (values are only moved), so a panic cannot leave the
+        // state half-changed; poisoning carries no information.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let woken = self.lock().send(value, self.cap)?;
+        if let Some(waiter) = woken {
+            waiter.unpark();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
+        let (value, woken) = self.lock().recv()?;
+        if let Some(waiter) = woken {
+            waiter.unpark();
+        }
+        Ok(value)
+    }
+
+    /// Queues `value` as operation `op` of `waiter`, unless a send could complete now (then the
+    /// value comes back in `Err` and nothing was queued).
+    pub(crate) fn register_send(&self, waiter: &Arc<Waiter>, op: usize, value: T) -> Result<(), T> {
+        let mut g = self.lock();
+        let ready = g.receivers_gone
+            || g.buf.len() < self.cap
+            || g.receivers.iter().any(|e| e.is_live_other(waiter));
+        if ready {
+            return Err(value);
+        }
+        g.senders.push_back(SendEntry {
+            entry: Entry { waiter: waiter.clone(), op },
+            value,
+        });
+        Ok(())
+    }
+
+    /// Queues operation `op` of `waiter` as a receiver, unless a receive could complete now
+    /// (then returns `false` and nothing was queued).
+    pub(crate) fn register_recv(&self, waiter: &Arc<Waiter>, op: usize) -> bool {
+        let mut g = self.lock();
+        let ready = g.senders_gone
+            || !g.buf.is_empty()
+            || g.senders.iter().any(|e| e.entry.is_live_other(waiter));
+        if ready {
+            return false;
+        }
+        g.receivers.push_back(Entry { waiter: waiter.clone(), op });
+        true
+    }
+
+    /// Removes the entry of a send that was not selected; returns its value.
+    pub(crate) fn unregister_send(&self, waiter: &Arc<Waiter>, op: usize) -> T {
+        let mut g = self.lock();
+        let i = g
+            .senders
+            .iter()
+            .position(|e| e.entry.is(waiter, op))
+            .expect("an unselected send is still queued");
+        g.senders.remove(i).expect("index from position").value
+    }
+
+    /// Removes the entry of a receive that was not selected.
+    pub(crate) fn unregister_recv(&self, waiter: &Arc<Waiter>, op: usize) {
+        let mut g = self.lock();
+        if let Some(i) = g.receivers.iter().position(|e| e.is(waiter, op)) {
+            g.receivers.remove(i);
+        }
+    }
+
+    /// Completes a send that was selected: `Ok` if a receiver took the value, `Err(value)` if
+    /// the receivers disconnected.
+    pub(crate) fn complete_send(&self, waiter: &Arc<Waiter>, op: usize) -> Result<(), T> {
+        let mut g = self.lock();
+        match g.senders.iter().position(|e| e.entry.is(waiter, op)) {
+            None => Ok(()),
+            Some(i) => {
+                debug_assert!(g.receivers_gone, "a send selected in place is a disconnection");
+                Err(g.senders.remove(i).expect("index from position").value)
+            }
+        }
+    }
+
+    /// Completes a receive that was selected: the value handed to it, or (selected by the
+    /// senders' disconnection) what is left in the buffer, or `Err` when it is empty.
+    pub(crate) fn complete_recv(&self, waiter: &Arc<Waiter>, op: usize) -> Result<T, ()> {
+        let id = waiter.id();
+        let mut g = self.lock();
+        if let Some(i) = g.handoffs.iter().position(|h| h.waiter == id && h.op == op) {
+            return Ok(g.handoffs.swap_remove(i).value);
+        }
+        if let Some(i) = g.receivers.iter().position(|e| e.is(waiter, op)) {
+            g.receivers.remove(i);
+        }
+        debug_assert!(g.senders_gone, "a receive selected without a handoff is a disconnection");
+        match g.recv() {
+            Ok((value, woken)) => {
+                drop(g);
+                debug_assert!(woken.is_none(), "no sender waits on a disconnected channel");
+                Ok(value)
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    /// The last sender is gone: receivers waiting now will wait for ever, so wake them.
+    pub(crate) fn disconnect_senders(&self) {
+        let woken = {
+            let mut g = self.lock();
+            g.senders_gone = true;
+            g.receivers
+                .iter()
+                .filter(|e| e.waiter.try_select(e.op))
+                .map(|e| e.waiter.clone())
+                .collect::<Vec<_>>()
+        };
+        woken.iter().for_each(|w| w.unpark());
+    }
+
+    /// The last receiver is gone: waiting senders fail, so wake them.
+    pub(crate) fn disconnect_receivers(&self) {
+        let woken = {
+            let mut g = self.lock();
+            g.receivers_gone = true;
+            g.senders
+                .iter()
+                .filter(|e| e.entry.waiter.try_select(e.entry.op))
+                .map(|e| e.entry.waiter.clone())
+                .collect::<Vec<_>>()
+        };
+        woken.iter().for_each(|w| w.unpark());
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        (self.cap != usize::MAX).then_some(self.cap)
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.len() >= self.cap
+    }
+}
+
+impl<T> Inner<T> {
+    /// Sends without waiting: to the oldest live receiver, else into the buffer. On success,
+    /// returns the receiver to unpark.
+    fn send(&mut self, value: T, cap: usize) -> Result<Option<Arc<Waiter>>, TrySendError<T>> {
+        if self.receivers_gone {
+            return Err(TrySendError::Disconnected(value));
+        }
+        while let Some(entry) = self.receivers.pop_front() {
+            if entry.waiter.try_select(entry.op) {
+                self.handoffs.push(Handoff {
+                    waiter: entry.waiter.id(),
+                    op: entry.op,
+                    value,
+                });
+                return Ok(Some(entry.waiter));
+            }
+            // Stale: its waiter was selected elsewhere or gave up, and removes nothing itself
+            // once it is out of the queue (`unregister_recv` tolerates that). Dropping it here
+            // keeps the queue short.
+        }
+        if self.buf.len() < cap {
+            self.buf.push_back(value);
+            return Ok(None);
+        }
+        Err(TrySendError::Full(value))
+    }
+
+    /// Receives without waiting: from the buffer (refilling it from the oldest live sender),
+    /// else straight from the oldest live sender. Returns the sender to unpark.
+    fn recv(&mut self) -> Result<(T, Option<Arc<Waiter>>), TryRecvError> {
+        if let Some(value) = self.buf.pop_front() {
+            let woken = self.take_live_sender().map(|(waiter, v)| {
+                self.buf.push_back(v);
+                waiter
+            });
+            return Ok((value, woken));
+        }
+        if let Some((waiter, value)) = self.take_live_sender() {
+            return Ok((value, Some(waiter)));
+        }
+        if self.senders_gone {
+            Err(TryRecvError::Disconnected)
+        } else {
+            Err(TryRecvError::Empty)
+        }
+    }
+
+    /// Selects the oldest live sender and takes its value.
+    fn take_live_sender(&mut self) -> Option<(Arc<Waiter>, T)> {
+        let i = self
+            .senders
+            .iter()
+            .position(|e| e.entry.waiter.try_select(e.entry.op))?;
+        let e = self.senders.remove(i).expect("index from position");
+        Some((e.entry.waiter, e.value))
+    }
+}
