@@ -20,6 +20,7 @@ mod callgrind;
 mod compare;
 mod criterion;
 mod go;
+mod net;
 mod layers;
 mod report;
 mod rows;
@@ -34,6 +35,16 @@ use report::{Note, Report};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        // `bench net`: the network servers under load (`net.rs`); `loadgen` is its load
+        // generator, run as a process of its own.
+        Some("bench") if args.get(1).is_some_and(|a| a == "net") => match net::bench(&args[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("xtask bench net: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("loadgen") => net::loadgen_main(&args[1..]),
         Some("bench") => match bench(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -49,7 +60,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: cargo xtask bench [--quick] [FILTER] | cargo xtask layers");
+            eprintln!("usage: cargo xtask bench [--quick] [FILTER] | cargo xtask bench net [--quick] | cargo xtask layers");
             ExitCode::from(2)
         }
     }

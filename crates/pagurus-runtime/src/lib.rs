@@ -36,6 +36,7 @@ mod fatal;
 pub mod ffi_mode;
 pub mod future;
 mod grow;
+pub mod net;
 pub mod offload;
 pub mod raw;
 mod sched;

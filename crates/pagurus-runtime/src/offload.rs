@@ -35,6 +35,9 @@ pub(crate) const MAX_THREADS: usize = 512;
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stack size of a pool thread: as much as an ordinary thread gets.
 const THREAD_STACK: usize = SYSTEM_STACK_SIZE;
+/// Stack headroom secured before an offloaded job takes pointers into the caller's frame:
+/// enough for the submission's switch and the park.
+const OFFLOAD_HEADROOM: usize = 1 << 10;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -121,6 +124,13 @@ where
     if !can_park() {
         return f();
     }
+    // The job below holds pointers into this frame (`out`, and whatever `f` borrows) on the
+    // heap, where a stack move cannot fix them: the stack must not move from the moment the job
+    // is submitted until it is done. Growth faults could come from mapping this thread's system
+    // stack on first use (deep, in memmap2) and from the suspension: map the system stack now,
+    // before any pointer is taken, and secure the few hundred bytes the suspension needs.
+    on_system_stack(|| ());
+    crate::stack::ensure(OFFLOAD_HEADROOM);
     let waiter = Unparker::current();
     // SAFETY: `can_park` checked that we run on the current context's own stack, so it is alive
     // for as long as this frame is.

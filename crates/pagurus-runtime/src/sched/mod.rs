@@ -24,6 +24,7 @@
 //! that is running when the drop starts (say, in a loop that never yields) delays the drop until
 //! it suspends.
 
+pub(crate) mod netpoll;
 pub(crate) mod park;
 mod task;
 mod timer;
@@ -32,7 +33,7 @@ mod worker;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -81,6 +82,11 @@ pub(crate) struct Shared {
     main_pools: Mutex<Vec<StackPool>>,
     /// How foreign calls made in this runtime run (see `pagurus::ffi`).
     pub(crate) ffi_mode: AtomicMode,
+    /// Round-robin choice of the worker poller that descriptors used on `block_on` threads
+    /// register with (see `io`).
+    pub(crate) next_io_worker: AtomicUsize,
+    /// Set when the runtime starts dropping, before any worker is told to shut down.
+    pub(crate) stopping: AtomicBool,
 }
 
 impl Shared {
@@ -230,7 +236,7 @@ impl Builder {
         let handles = senders
             .into_iter()
             .zip(&polls)
-            .map(|(tx, poll)| WorkerHandle::new(tx, poll).map(Arc::new))
+            .map(|(tx, poll)| WorkerHandle::new(tx, poll, true).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             config,
@@ -241,6 +247,8 @@ impl Builder {
             searching: AtomicUsize::new(0),
             main_pools: Mutex::new(Vec::new()),
             ffi_mode: AtomicMode::new(ffi_mode),
+            next_io_worker: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
         });
         let mut runtime = Runtime {
             shared: shared.clone(),
@@ -317,7 +325,7 @@ impl Runtime {
         let (tx, inbox) = crossbeam_channel::unbounded();
         let poll = mio::Poll::new()
             .unwrap_or_else(|err| panic!("Runtime::block_on: cannot create a poller: {err}"));
-        let handle = WorkerHandle::new(tx, &poll)
+        let handle = WorkerHandle::new(tx, &poll, false)
             .unwrap_or_else(|err| panic!("Runtime::block_on: cannot create a poller waker: {err}"));
         let config = self.shared.config;
         let pool = lock(&self.shared.main_pools)
@@ -352,6 +360,7 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
         for worker in &self.shared.workers {
             worker.send(Msg::Shutdown);
         }

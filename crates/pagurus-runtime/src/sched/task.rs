@@ -164,6 +164,9 @@ impl Header {
             drop(unsafe { (*self.waiter.get()).take() });
             return;
         }
+        if let Some(core) = super::worker::WorkerCore::current() {
+            core.note_joining(self);
+        }
         while !self.is_complete() {
             if park(WaitReason::Join) == Parked::Cancelled {
                 // The completer may still take and wake the waiter; it only reads the slot.

@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::*, fence};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*, fence};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -41,6 +41,8 @@ use crossbeam_deque::{Steal, Worker as Deque};
 use slab::Slab;
 
 use super::Shared;
+use super::netpoll::IoDriver;
+use super::park::Unparker;
 use super::task::{ACTIVE, DONE, Header, NOTIFIED, PARKED, PHASE, Task, TaskRef};
 use super::timer::{TimerKey, Timers};
 use crate::coroutine::{CANCEL, CANCEL_ATTEMPTS, Context, RESUME, Suspend};
@@ -60,6 +62,9 @@ pub(crate) enum Msg {
     Nudge,
     /// The runtime is dropping: cancel everything and exit.
     Shutdown,
+    /// An unstarted coroutine placed on this worker by another (see `place`); counted in the
+    /// receiver's `incoming` until received.
+    Start(TaskRef),
 }
 
 /// The part of a worker other threads may touch.
@@ -70,20 +75,49 @@ pub(crate) struct WorkerHandle {
     /// The worker is in (or about to enter) `Poll::poll`: a sender must use `waker`.
     polling: AtomicBool,
     waker: mio::Waker,
+    /// The worker's readiness driver (`None` for a `block_on` thread, whose poller never holds
+    /// sockets: it dies when `block_on` returns).
+    io: Option<Arc<IoDriver>>,
+    /// Started, unfinished coroutines pinned to the worker. Written only by the worker.
+    started: AtomicUsize,
+    /// Coroutines other workers placed here that it has not received yet.
+    incoming: AtomicUsize,
 }
 
 /// The poller token of a worker's cross-thread waker.
 const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
 
 impl WorkerHandle {
-    /// A handle for the worker that will wait in `poll`.
-    pub(crate) fn new(inbox: Sender<Msg>, poll: &mio::Poll) -> std::io::Result<WorkerHandle> {
+    /// A handle for the worker that will wait in `poll`; `with_io` gives it a readiness driver
+    /// (workers have one, `block_on` threads do not).
+    pub(crate) fn new(
+        inbox: Sender<Msg>,
+        poll: &mio::Poll,
+        with_io: bool,
+    ) -> std::io::Result<WorkerHandle> {
+        let io = if with_io {
+            Some(Arc::new(IoDriver::new(poll.registry().try_clone()?)))
+        } else {
+            None
+        };
         Ok(WorkerHandle {
             inbox,
             sleeping: AtomicBool::new(false),
             polling: AtomicBool::new(false),
             waker: mio::Waker::new(poll.registry(), WAKER_TOKEN)?,
+            io,
+            started: AtomicUsize::new(0),
+            incoming: AtomicUsize::new(0),
         })
+    }
+
+    pub(crate) fn io_driver(&self) -> Option<&Arc<IoDriver>> {
+        self.io.as_ref()
+    }
+
+    /// How many coroutines are pinned or on their way to the worker: what placement balances.
+    fn load(&self) -> usize {
+        self.started.load(Relaxed) + self.incoming.load(Relaxed)
     }
 
     /// Delivers a message, waking the worker if it waits in its poller (see `idle_wait` for why
@@ -145,6 +179,11 @@ pub(crate) struct WorkerCore {
     /// Where the worker waits when it has nothing to run.
     poll: RefCell<mio::Poll>,
     events: RefCell<mio::Events>,
+    /// Waiters of ready descriptors, collected under the driver's locks and unparked after.
+    io_wakes: RefCell<Vec<Unparker>>,
+    /// The task whose `join` the last coroutine to park here waits for (a hint for placement,
+    /// compared by address only).
+    joining: Cell<*const Header>,
 }
 
 /// How many coroutine ids a core takes from the process counter at once.
@@ -180,7 +219,19 @@ impl WorkerCore {
             timers: RefCell::new(Timers::new()),
             poll: RefCell::new(poll),
             events: RefCell::new(mio::Events::with_capacity(256)),
+            io_wakes: RefCell::new(Vec::new()),
+            joining: Cell::new(std::ptr::null()),
         }
+    }
+
+    /// This worker's readiness driver (`None` on a `block_on` thread).
+    pub(crate) fn io_driver(&self) -> Option<&Arc<IoDriver>> {
+        self.handle.io_driver()
+    }
+
+    /// Records that the running coroutine is about to park in `join` of `task`.
+    pub(crate) fn note_joining(&self, task: &Header) {
+        self.joining.set(task);
     }
 
     /// Counts a new coroutine and returns its id, unique in the process.
@@ -350,6 +401,9 @@ impl WorkerCore {
                             match msg {
                                 Msg::Run(t) => found = Some(t),
                                 Msg::Nudge => {}
+                                Msg::Start(_) => {
+                                    unreachable!("coroutines are placed only on workers")
+                                }
                                 Msg::Shutdown => {
                                     unreachable!(
                                         "a block_on thread is never shut down while it runs"
@@ -441,7 +495,9 @@ impl WorkerCore {
                 .ctx
                 .start(stack, data, header.id, self.shared.config.growth_limits())
         };
-        header.slot.set(self.live.borrow_mut().insert(task.clone()));
+        let mut live = self.live.borrow_mut();
+        header.slot.set(live.insert(task.clone()));
+        self.handle.started.store(live.len(), Relaxed);
     }
 
     #[inline(never)]
@@ -451,7 +507,12 @@ impl WorkerCore {
         if let Some(stack) = header.ctx.take_stack() {
             self.pool.borrow_mut().give_back(stack);
         }
-        let live = self.live.borrow_mut().remove(header.slot.get());
+        let live = {
+            let mut live = self.live.borrow_mut();
+            let task = live.remove(header.slot.get());
+            self.handle.started.store(live.len(), Relaxed);
+            task
+        };
         drop(live);
         self.stats.coroutine_finished();
     }
@@ -489,10 +550,13 @@ impl WorkerCore {
         self.tick.set(tick);
         if tick.is_multiple_of(FAIRNESS_TICKS) {
             self.fire_timers();
+            self.poll_io_now();
             if !self.drain_inbox() {
                 return None;
             }
-            if let Some(task) = self.pop_deque().or_else(|| self.steal_injector()) {
+            if let Some(task) = self.pop_deque().or_else(|| self.steal_injector())
+                && let Some(task) = self.place(task)
+            {
                 return Some(task);
             }
         }
@@ -501,14 +565,20 @@ impl WorkerCore {
                 && let Some(task) = self.lifo.take()
             {
                 self.lifo_streak.set(self.lifo_streak.get() + 1);
-                return Some(task);
+                match self.place(task) {
+                    Some(task) => return Some(task),
+                    None => continue,
+                }
             }
             self.lifo_streak.set(0);
             if let Some(task) = self.local.borrow_mut().pop_front() {
                 return Some(task);
             }
             if let Some(task) = self.lifo.take().or_else(|| self.pop_deque()) {
-                return Some(task);
+                match self.place(task) {
+                    Some(task) => return Some(task),
+                    None => continue,
+                }
             }
             if !self.drain_inbox() {
                 return None;
@@ -517,7 +587,15 @@ impl WorkerCore {
             if !self.local.borrow().is_empty() {
                 continue;
             }
-            if let Some(task) = self.steal_injector().or_else(|| self.steal_others()) {
+            if let Some(task) = self.steal_injector() {
+                // There may be more where that came from: let another idle worker look too.
+                self.shared.notify_idle();
+                match self.place(task) {
+                    Some(task) => return Some(task),
+                    None => continue,
+                }
+            }
+            if let Some(task) = self.steal_others() {
                 // There may be more where that came from: let another idle worker look too.
                 self.shared.notify_idle();
                 return Some(task);
@@ -577,8 +655,79 @@ impl WorkerCore {
                 self.shared.searching.fetch_sub(1, SeqCst);
             }
             Msg::Shutdown => return false,
+            Msg::Start(task) => {
+                self.handle.incoming.fetch_sub(1, Relaxed);
+                self.local.borrow_mut().push_back(task);
+            }
         }
         true
+    }
+
+    /// Decides where an unstarted coroutine taken from this worker's own queues starts, since it
+    /// stays wherever it starts: here (returns it), or on a less loaded worker (sends it there
+    /// and returns `None`).
+    ///
+    /// It stays when its spawner parked joining it (spawn + join runs on one thread with no
+    /// cross-thread traffic), or when no other worker is lighter by two coroutines, or by one
+    /// and asleep. The load of a worker is the number of coroutines pinned to it plus those on
+    /// their way, so a coroutine that spawns one child at a time and then waits (an accept loop)
+    /// deals its children out evenly instead of pinning all of them next to itself. Two rather
+    /// than one, so that equal loads do not trade coroutines back and forth.
+    #[inline]
+    fn place(&self, task: TaskRef) -> Option<TaskRef> {
+        let workers = &self.shared.workers;
+        if workers.len() == 1 || std::ptr::eq(task.header(), self.joining.get()) {
+            return Some(task);
+        }
+        let mine = self.handle.load();
+        let mut best: Option<(&Arc<WorkerHandle>, usize)> = None;
+        for worker in workers {
+            if Arc::ptr_eq(worker, &self.handle) {
+                continue;
+            }
+            let load = worker.load();
+            if best.is_none_or(|(_, b)| load < b) {
+                best = Some((worker, load));
+            }
+        }
+        let (target, load) = best?;
+        let lighter = load + 2 <= mine || (load < mine && target.sleeping.load(Relaxed));
+        if !lighter {
+            return Some(task);
+        }
+        target.incoming.fetch_add(1, Relaxed);
+        target.send(Msg::Start(task));
+        None
+    }
+
+    /// Dispatches readiness events already queued in the poller, without blocking: the busy
+    /// worker's look at I/O on its fairness tick.
+    fn poll_io_now(&self) {
+        if !self.io_driver().is_some_and(|d| d.has_registrations()) {
+            return;
+        }
+        let mut events = self.events.borrow_mut();
+        if self
+            .poll
+            .borrow_mut()
+            .poll(&mut events, Some(Duration::ZERO))
+            .is_ok()
+        {
+            self.dispatch_io(&events);
+        }
+    }
+
+    /// Sets the readiness the events report and wakes the coroutines waiting for it, wherever
+    /// they are pinned.
+    fn dispatch_io(&self, events: &mio::Events) {
+        let Some(driver) = self.io_driver() else {
+            return;
+        };
+        let mut wakes = self.io_wakes.borrow_mut();
+        driver.dispatch(events, &mut wakes);
+        for waiter in wakes.drain(..) {
+            waiter.unpark();
+        }
     }
 
     fn has_work(&self) -> bool {
@@ -624,7 +773,9 @@ impl WorkerCore {
             });
             let mut events = self.events.borrow_mut();
             // An error is EINTR (a signal arrived): return and let the loop look again.
-            let _ = self.poll.borrow_mut().poll(&mut events, timeout);
+            if self.poll.borrow_mut().poll(&mut events, timeout).is_ok() {
+                self.dispatch_io(&events);
+            }
         }
         self.handle.polling.store(false, Relaxed);
     }
@@ -672,6 +823,15 @@ impl WorkerCore {
             self.abandon(&task);
             drop(task);
         }
+        // Descriptors still registered here belong to coroutines of other workers or to no
+        // coroutine: nothing will poll them again. Their waiters learn it (`netpoll::Waited::Orphaned`).
+        if let Some(driver) = self.io_driver() {
+            let mut wakes = Vec::new();
+            driver.close(&mut wakes);
+            for waiter in wakes {
+                waiter.unpark();
+            }
+        }
         // Whatever is still queued either never started or is already done. Dropping a closure
         // may spawn again (its captures' destructors run here), so drain until nothing is left.
         loop {
@@ -681,7 +841,7 @@ impl WorkerCore {
                 queued.extend(std::iter::from_fn(|| deque.pop()));
             }
             queued.extend(self.inbox.try_iter().filter_map(|msg| match msg {
-                Msg::Run(task) => Some(task),
+                Msg::Run(task) | Msg::Start(task) => Some(task),
                 Msg::Nudge | Msg::Shutdown => None,
             }));
             if queued.is_empty() {
