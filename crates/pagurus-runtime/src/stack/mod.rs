@@ -42,7 +42,7 @@ mod system;
 
 pub(crate) use mapping::Mapping;
 pub(crate) use pool::{Registration, StackPool, give_back, register_pool, take};
-pub(crate) use running::{StackSlot, running, set_running};
+pub(crate) use running::{StackSlot, running, running_word};
 pub use running::{StackInfo, current, ensure, remaining};
 pub use system::{SYSTEM_STACK_SIZE, on_system_stack};
 pub(crate) use system::{on_system_stack_active, system_stack_guard_contains};
