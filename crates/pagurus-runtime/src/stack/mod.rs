@@ -54,13 +54,13 @@ use crate::stats;
 
 /// Size of the PROT_NONE region under every stack.
 ///
-/// It is this large because a fault must land *inside* it to be recognised as an overflow of this
-/// stack. Large frames are entered through a probe loop that computes its end bound (usually in
-/// `r11`) as `rsp - frame_size` before touching anything, and describes its CFA through that
-/// register; when the first probe faults, the bound already points up to a whole frame below the
-/// stack. With a 4 MiB guard, frames of up to about 4 MiB (including 1 MiB Rust arrays and glibc's
-/// unprobed 33 KiB frames) fault here and keep their bound inside the region the relocation engine
-/// treats as "this stack". It costs address space only: PROT_NONE pages are never backed, and even
+/// A fault must land *inside* it to be recognised as an overflow of this stack. Probed frames
+/// (every Rust frame larger than a page) touch the stack a page at a time, so their first touch
+/// lands here whatever their size; their probe loop's end bound (`rsp - frame_size`, usually in
+/// `r11`, computed before that touch) may lie far below, and growth honours it wherever it points
+/// (`grow::move_stack`). The size matters for *unprobed* frames, which skip their whole size
+/// before touching anything: with 4 MiB, glibc's 33 KiB frames and C frames up to about 4 MiB
+/// still fault here. It costs address space only: PROT_NONE pages are never backed, and even
 /// 32,000 stacks use 128 GiB of the 128 TiB user address space.
 pub const GUARD_SIZE: usize = 4 << 20;
 
