@@ -138,6 +138,55 @@ fn stale_pointer_into_a_moved_stack_is_reported_by_quarantine() {
     );
 }
 
+/// The same stale use from a plain std thread, which has only std's small alternate signal stack
+/// (issue 12, defect 4): the report's async-signal-safe part is written first, and naming the
+/// code (which parses ELF files) is skipped when the signal stack has no room for it.
+#[test]
+fn stale_pointer_used_from_a_std_thread_is_reported_by_quarantine() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::mpsc;
+    let Some(out) = in_child(
+        "stale_pointer_used_from_a_std_thread_is_reported_by_quarantine",
+        "stale-thread",
+    ) else {
+        static STALE: AtomicUsize = AtomicUsize::new(0);
+        let (moved_tx, moved_rx) = mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            moved_rx.recv().unwrap();
+            let stale = STALE.load(SeqCst) as *const u64;
+            // SAFETY: none: this child exists to use a pointer that went stale.
+            black_box(unsafe { stale.read_volatile() })
+        });
+        let rt = pagurus::Runtime::builder()
+            .workers(1)
+            .stack_quarantine(true)
+            .build()
+            .unwrap();
+        rt.block_on(|| {
+            pagurus::spawn(move || {
+                let local = black_box([7u64; 4]);
+                STALE.store(black_box(&local) as *const _ as usize, SeqCst);
+                pagurus::stack::ensure(1 << 20);
+                moved_tx.send(()).unwrap();
+                black_box(&local);
+            })
+            .join()
+            .unwrap()
+        });
+        reader.join().unwrap();
+        unreachable!("reading through the stale pointer must fault");
+    };
+    assert_died_of(
+        &out,
+        libc::SIGABRT,
+        &[
+            "pagurus: a pointer into the old stack of coroutine ",
+            "was used after the stack moved",
+            "instruction at 0x",
+        ],
+    );
+}
+
 /// Code whose unwind information does not describe it (here: inline asm that moves `rsp` and
 /// clobbers `rbp` without CFI directives) cannot have its stack moved: the frame walk fails, and
 /// the process aborts naming the frame instead of moving a stack it cannot describe.
