@@ -201,28 +201,26 @@ fn raw_drop_runs_destructors() {
 fn raw_nested_suspender_panics() {
     let message = RefCell::new(None);
     let after = Cell::new(0);
-    // SAFETY: `message` and `after` live on the test thread's own stack, which never moves.
-    let outer = unsafe {
-        Coroutine::new_unchecked(BIG_STACK, |outer_s| {
-            // SAFETY: `outer_s` lives on the outer coroutine's 1 MiB stack, which this test never
-            // fills, so it does not move while `inner` lives.
-            let inner = unsafe {
-                Coroutine::new_unchecked(256 * 1024, |_inner_s| {
-                    outer_s.suspend(); // wrong suspender
-                })
-            };
-            let mut inner = inner.unwrap();
-            let caught = panic::catch_unwind(AssertUnwindSafe(|| inner.resume()));
-            *message.borrow_mut() = caught.err().and_then(|p| panic_message(&*p));
-            assert!(inner.is_done());
-            drop(inner);
-            // The outer coroutine still suspends normally with its own suspender.
-            after.set(1);
-            outer_s.suspend();
-            after.set(2);
-        })
+    let outer_body = |outer_s: &Suspender| {
+        // SAFETY: `outer_s` lives on the outer coroutine's 1 MiB stack, which this test never
+        // fills, so it does not move while `inner` lives.
+        let inner = unsafe {
+            Coroutine::new_unchecked(256 * 1024, |_inner_s| {
+                outer_s.suspend(); // wrong suspender
+            })
+        };
+        let mut inner = inner.unwrap();
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| inner.resume()));
+        *message.borrow_mut() = caught.err().and_then(|p| panic_message(&*p));
+        assert!(inner.is_done());
+        drop(inner);
+        // The outer coroutine still suspends normally with its own suspender.
+        after.set(1);
+        outer_s.suspend();
+        after.set(2);
     };
-    let mut outer = outer.unwrap();
+    // SAFETY: `message` and `after` live on the test thread's own stack, which never moves.
+    let mut outer = unsafe { Coroutine::new_unchecked(BIG_STACK, outer_body) }.unwrap();
     assert!(outer.resume());
     assert_eq!(after.get(), 1);
     let msg = message
@@ -241,25 +239,25 @@ fn raw_nested_suspender_panics() {
 #[test]
 fn raw_nested_coroutines_suspend_to_their_resumer() {
     let log = RefCell::new(Vec::new());
-    // SAFETY: `log` lives on the test thread's own stack, which never moves.
-    let outer = unsafe {
-        Coroutine::new_unchecked(64 * 1024, |s| {
-            // SAFETY: as above: the closure borrows only `log`, on the test thread's stack.
-            let inner = unsafe {
-                Coroutine::new_unchecked(16 * 1024, |s2| {
-                    log.borrow_mut().push("inner 1");
-                    s2.suspend();
-                    log.borrow_mut().push("inner 2");
-                })
-            };
-            let mut inner = inner.unwrap();
-            assert!(inner.resume());
-            log.borrow_mut().push("outer 1");
-            s.suspend();
-            assert!(!inner.resume());
-            log.borrow_mut().push("outer 2");
-        })
+    let outer_body = |s: &Suspender| {
+        // SAFETY: the closure borrows only `log`, on the test thread's stack, which never
+        // moves.
+        let inner = unsafe {
+            Coroutine::new_unchecked(16 * 1024, |s2| {
+                log.borrow_mut().push("inner 1");
+                s2.suspend();
+                log.borrow_mut().push("inner 2");
+            })
+        };
+        let mut inner = inner.unwrap();
+        assert!(inner.resume());
+        log.borrow_mut().push("outer 1");
+        s.suspend();
+        assert!(!inner.resume());
+        log.borrow_mut().push("outer 2");
     };
+    // SAFETY: `log` lives on the test thread's own stack, which never moves.
+    let outer = unsafe { Coroutine::new_unchecked(64 * 1024, outer_body) };
     let mut outer = outer.unwrap();
     assert!(outer.resume());
     log.borrow_mut().push("caller");

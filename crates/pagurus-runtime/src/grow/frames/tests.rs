@@ -9,7 +9,7 @@ use std::os::raw::{c_int, c_void};
 use super::*;
 use crate::arch::dwarf::FP;
 use crate::coroutine::current_context;
-use crate::raw::Coroutine;
+use crate::raw::{Coroutine, Suspender};
 
 /// Stores the caller's registers as they are at the return address of this call:
 /// `[rip, rsp, rbp, rbx, r12, r13, r14, r15]`. The state describes the caller at a call
@@ -215,35 +215,33 @@ fn thread_stack_matches_libgcc() {
 fn coroutine_stack_ends_at_trampoline() {
     prepare_thread();
     let mut result = None;
+    let body = |_: &Suspender| {
+        nest(6, &mut || {
+            let regs = capture!();
+            let ctx = current_context();
+            // SAFETY: the current context is this coroutine's, alive while it runs.
+            let span = unsafe { (*ctx).span() }.expect("a running stack");
+            let (bottom, size) = (span.bottom, span.size());
+            let bounds = Bounds::new(bottom, bottom + size);
+            let mut ours = Trace::new();
+            let mut saved_ok = true;
+            // SAFETY: the bounds are this coroutine's mapped stack.
+            let end = unsafe {
+                walk(&regs, false, bounds, &mut |f, r| {
+                    // Every slot is inside the stack, and the frame's registers came from slots
+                    // inside it too.
+                    saved_ok &= f.saved().iter().all(|&(_, s)| bottom <= s && s < bounds.hi);
+                    saved_ok &= r.slot(3).is_none_or(|s| bottom <= s && s < bounds.hi);
+                    ours.push(f.pc, f.cfa)
+                })
+            };
+            let mut theirs = Trace::new();
+            libgcc_backtrace(&mut theirs);
+            result = Some((end, ours, theirs, bounds, saved_ok));
+        });
+    };
     // SAFETY: `result` lives on the test thread's own stack, which does not move.
-    let mut co = unsafe {
-        Coroutine::new_unchecked(64 * 1024, |_| {
-            nest(6, &mut || {
-                let regs = capture!();
-                let ctx = current_context();
-                // SAFETY: the current context is this coroutine's, alive while it runs.
-                let span = unsafe { (*ctx).span() }.expect("a running stack");
-                let (bottom, size) = (span.bottom, span.size());
-                let bounds = Bounds::new(bottom, bottom + size);
-                let mut ours = Trace::new();
-                let mut saved_ok = true;
-                // SAFETY: the bounds are this coroutine's mapped stack.
-                let end = unsafe {
-                    walk(&regs, false, bounds, &mut |f, r| {
-                        // Every slot is inside the stack, and the frame's registers came from slots
-                        // inside it too.
-                        saved_ok &= f.saved().iter().all(|&(_, s)| bottom <= s && s < bounds.hi);
-                        saved_ok &= r.slot(3).is_none_or(|s| bottom <= s && s < bounds.hi);
-                        ours.push(f.pc, f.cfa)
-                    })
-                };
-                let mut theirs = Trace::new();
-                libgcc_backtrace(&mut theirs);
-                result = Some((end, ours, theirs, bounds, saved_ok));
-            });
-        })
-    }
-    .expect("coroutine");
+    let mut co = unsafe { Coroutine::new_unchecked(64 * 1024, body) }.expect("coroutine");
     assert!(!co.resume(), "the body runs to completion");
     drop(co);
     let (end, ours, theirs, bounds, saved_ok) = result.expect("body ran");
