@@ -919,19 +919,22 @@ fn raw_coroutine_grows_across_suspensions() {
     {
         let infos = &mut infos;
         let owner = &mut owner;
-        let mut co = pagurus::raw::Coroutine::new(4096, move |s| {
-            let mine = [9u64; 16];
-            let r = &mine;
-            infos.push(info());
-            owner[0] = recurse_kib(64);
-            s.suspend();
-            infos.push(info());
-            owner[1] = recurse_kib(1024);
-            s.suspend();
-            owner[2] = r.iter().sum::<u64>() + recurse_kib(2048);
-            infos.push(info());
-        })
-        .unwrap();
+        // SAFETY: `owner` and `infos` live on the test thread's own stack, which never moves.
+        let co = unsafe {
+            pagurus::raw::Coroutine::new_unchecked(4096, move |s| {
+                let mine = [9u64; 16];
+                let r = &mine;
+                infos.push(info());
+                owner[0] = recurse_kib(64);
+                s.suspend();
+                infos.push(info());
+                owner[1] = recurse_kib(1024);
+                s.suspend();
+                owner[2] = r.iter().sum::<u64>() + recurse_kib(2048);
+                infos.push(info());
+            })
+        };
+        let mut co = co.unwrap();
         let mut resumes = 1;
         while co.resume() {
             resumes += 1;
@@ -961,14 +964,19 @@ fn nested_raw_coroutine_grows_inside_a_scheduled_one() {
         let mut inner_infos = Vec::new();
         {
             let (total, inner_infos) = (&mut total, &mut inner_infos);
-            let mut co = pagurus::raw::Coroutine::new(4096, move |s| {
-                *total += recurse_kib(256);
-                inner_infos.push(info());
-                s.suspend();
-                *total += recurse_kib(2048);
-                inner_infos.push(info());
-            })
-            .unwrap();
+            // SAFETY: `total` and `inner_infos` live on the outer coroutine's stack, which has
+            // the headroom reserved above for all it does while this coroutine lives, so it does
+            // not move (checked below).
+            let co = unsafe {
+                pagurus::raw::Coroutine::new_unchecked(4096, move |s| {
+                    *total += recurse_kib(256);
+                    inner_infos.push(info());
+                    s.suspend();
+                    *total += recurse_kib(2048);
+                    inner_infos.push(info());
+                })
+            };
+            let mut co = co.unwrap();
             assert!(co.resume());
             // Work on the outer stack between the resumes, within its headroom.
             assert_eq!(recurse_kib(128), 128 * 129 / 2);

@@ -18,17 +18,20 @@ use pagurus::{Runtime, spawn};
 fn raw_resume_suspend_sequence() {
     let out = Cell::new(0u64);
     let input = Cell::new(0u64);
-    let mut co = Coroutine::new(16 * 1024, |s| {
-        // A generator of running sums of what the caller feeds in.
-        let mut sum = 0;
-        for step in 1..=5u64 {
-            sum += input.get() * step;
-            out.set(sum);
-            s.suspend();
-        }
-        out.set(u64::MAX);
-    })
-    .unwrap();
+    // SAFETY: `input` and `out` live on the test thread's own stack, which never moves.
+    let co = unsafe {
+        Coroutine::new_unchecked(16 * 1024, |s| {
+            // A generator of running sums of what the caller feeds in.
+            let mut sum = 0;
+            for step in 1..=5u64 {
+                sum += input.get() * step;
+                out.set(sum);
+                s.suspend();
+            }
+            out.set(u64::MAX);
+        })
+    };
+    let mut co = co.unwrap();
 
     let mut seen = Vec::new();
     for feed in [10, 20, 30, 40, 50] {
@@ -46,19 +49,22 @@ fn raw_resume_suspend_sequence() {
     assert!(co.is_done());
 }
 
-/// A coroutine that never suspends finishes on its first resume; the closure may borrow and
-/// mutate the caller's locals.
+/// A coroutine that never suspends finishes on its first resume; a closure given to
+/// `new_unchecked` may borrow and mutate the caller's locals.
 #[test]
 fn raw_runs_to_completion_and_borrows() {
     let mut words = vec!["a"];
     let shared = Rc::new(RefCell::new(0));
     {
         let sh = shared.clone();
-        let mut co = Coroutine::new(4096, |_| {
-            words.push("b");
-            *sh.borrow_mut() += 1;
-        })
-        .unwrap();
+        // SAFETY: `words` and `sh` live on the test thread's own stack, which never moves.
+        let co = unsafe {
+            Coroutine::new_unchecked(4096, |_| {
+                words.push("b");
+                *sh.borrow_mut() += 1;
+            })
+        };
+        let mut co = co.unwrap();
         assert!(!co.is_done());
         assert!(!co.resume());
         assert!(co.is_done());
@@ -73,13 +79,16 @@ fn raw_coroutines_interleave() {
     let log = RefCell::new(Vec::new());
     let make = |name: &'static str, n: usize| {
         let log = &log;
-        Coroutine::new(16 * 1024, move |s: &Suspender| {
-            for i in 0..n {
-                log.borrow_mut().push((name, i));
-                s.suspend();
-            }
-        })
-        .unwrap()
+        // SAFETY: `log` lives on the test thread's own stack, which never moves.
+        let co = unsafe {
+            Coroutine::new_unchecked(16 * 1024, move |s: &Suspender| {
+                for i in 0..n {
+                    log.borrow_mut().push((name, i));
+                    s.suspend();
+                }
+            })
+        };
+        co.unwrap()
     };
     let mut a = make("a", 3);
     let mut b = make("b", 2);
@@ -148,11 +157,14 @@ fn raw_drop_runs_destructors() {
     let drops = Arc::new(AtomicUsize::new(0));
     let reached = Cell::new(false);
     let d = drops.clone();
-    let mut co = Coroutine::new(256 * 1024, |s| {
-        let _outer = DropCounter(d.clone());
-        deep_suspend(s, &d, 4, &reached);
-    })
-    .unwrap();
+    // SAFETY: `d` and `reached` live on the test thread's own stack, which never moves.
+    let co = unsafe {
+        Coroutine::new_unchecked(256 * 1024, |s| {
+            let _outer = DropCounter(d.clone());
+            deep_suspend(s, &d, 4, &reached);
+        })
+    };
+    let mut co = co.unwrap();
     assert!(co.resume());
     assert_eq!(drops.load(SeqCst), 0);
     drop(co);
@@ -162,10 +174,13 @@ fn raw_drop_runs_destructors() {
     // Never resumed: the body never runs, the captured guard is dropped.
     let ran = Cell::new(false);
     let captured = DropCounter(drops.clone());
-    let co = Coroutine::new(4096, |_| {
-        let _c = captured;
-        ran.set(true);
-    })
+    // SAFETY: `ran` lives on the test thread's own stack, which never moves.
+    let co = unsafe {
+        Coroutine::new_unchecked(4096, |_| {
+            let _c = captured;
+            ran.set(true);
+        })
+    }
     .unwrap();
     drop(co);
     assert!(!ran.get());
@@ -186,11 +201,15 @@ fn raw_drop_runs_destructors() {
 fn raw_nested_suspender_panics() {
     let message = RefCell::new(None);
     let after = Cell::new(0);
-    let mut outer = Coroutine::new(BIG_STACK, |outer_s| {
-        let mut inner = Coroutine::new(256 * 1024, |_inner_s| {
-            outer_s.suspend(); // wrong suspender
-        })
-        .unwrap();
+    let outer_body = |outer_s: &Suspender| {
+        // SAFETY: `outer_s` lives on the outer coroutine's 1 MiB stack, which this test never
+        // fills, so it does not move while `inner` lives.
+        let inner = unsafe {
+            Coroutine::new_unchecked(256 * 1024, |_inner_s| {
+                outer_s.suspend(); // wrong suspender
+            })
+        };
+        let mut inner = inner.unwrap();
         let caught = panic::catch_unwind(AssertUnwindSafe(|| inner.resume()));
         *message.borrow_mut() = caught.err().and_then(|p| panic_message(&*p));
         assert!(inner.is_done());
@@ -199,8 +218,9 @@ fn raw_nested_suspender_panics() {
         after.set(1);
         outer_s.suspend();
         after.set(2);
-    })
-    .unwrap();
+    };
+    // SAFETY: `message` and `after` live on the test thread's own stack, which never moves.
+    let mut outer = unsafe { Coroutine::new_unchecked(BIG_STACK, outer_body) }.unwrap();
     assert!(outer.resume());
     assert_eq!(after.get(), 1);
     let msg = message
@@ -219,20 +239,26 @@ fn raw_nested_suspender_panics() {
 #[test]
 fn raw_nested_coroutines_suspend_to_their_resumer() {
     let log = RefCell::new(Vec::new());
-    let mut outer = Coroutine::new(64 * 1024, |s| {
-        let mut inner = Coroutine::new(16 * 1024, |s2| {
-            log.borrow_mut().push("inner 1");
-            s2.suspend();
-            log.borrow_mut().push("inner 2");
-        })
-        .unwrap();
+    let outer_body = |s: &Suspender| {
+        // SAFETY: the closure borrows only `log`, on the test thread's stack, which never
+        // moves.
+        let inner = unsafe {
+            Coroutine::new_unchecked(16 * 1024, |s2| {
+                log.borrow_mut().push("inner 1");
+                s2.suspend();
+                log.borrow_mut().push("inner 2");
+            })
+        };
+        let mut inner = inner.unwrap();
         assert!(inner.resume());
         log.borrow_mut().push("outer 1");
         s.suspend();
         assert!(!inner.resume());
         log.borrow_mut().push("outer 2");
-    })
-    .unwrap();
+    };
+    // SAFETY: `log` lives on the test thread's own stack, which never moves.
+    let outer = unsafe { Coroutine::new_unchecked(64 * 1024, outer_body) };
+    let mut outer = outer.unwrap();
     assert!(outer.resume());
     log.borrow_mut().push("caller");
     assert!(!outer.resume());
@@ -280,10 +306,9 @@ fn raw_inside_scheduled_cannot_use_scheduler() {
             drop(co);
 
             let child = spawn(|| 5u8);
-            let mut slot = Some(child);
             let mut join_msg = None;
-            let mut co = Coroutine::new(256 * 1024, |_| {
-                let _ = slot.take().unwrap().join();
+            let mut co = Coroutine::new(256 * 1024, move |_| {
+                let _ = child.join();
             })
             .unwrap();
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| co.resume())) {
@@ -291,11 +316,13 @@ fn raw_inside_scheduled_cannot_use_scheduler() {
             }
             drop(co);
             // Spawning from the raw coroutine is fine, and joining from the scheduled one too.
-            let mut spawned = None;
-            let mut co = Coroutine::new(256 * 1024, |_| spawned = Some(spawn(|| 6u8))).unwrap();
+            let spawned = Rc::new(Cell::new(None));
+            let into = spawned.clone();
+            let mut co =
+                Coroutine::new(256 * 1024, move |_| into.set(Some(spawn(|| 6u8)))).unwrap();
             assert!(!co.resume());
             drop(co);
-            let joined = spawned.unwrap().join().unwrap();
+            let joined = spawned.take().unwrap().join().unwrap();
             (yield_msg, join_msg, joined)
         })
         .join()

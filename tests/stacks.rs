@@ -1,5 +1,6 @@
 //! `stack::current()`: what coroutines learn about their own stacks.
 
+use std::cell::Cell;
 use std::hint::black_box;
 
 use pagurus::raw::Coroutine;
@@ -95,12 +96,15 @@ fn stack_used_grows_with_depth() {
 fn stack_current_in_raw_coroutines() {
     let mut seen = Vec::new();
     let seen_ref = &mut seen;
-    let mut co = Coroutine::new(16 * 1024, move |s| {
-        seen_ref.push(stack::current());
-        s.suspend();
-        seen_ref.push(stack::current());
-    })
-    .unwrap();
+    // SAFETY: `seen` lives on the test thread's own stack, which never moves.
+    let co = unsafe {
+        Coroutine::new_unchecked(16 * 1024, move |s| {
+            seen_ref.push(stack::current());
+            s.suspend();
+            seen_ref.push(stack::current());
+        })
+    };
+    let mut co = co.unwrap();
     assert!(co.resume());
     assert_eq!(stack::current(), None, "back on the thread's own stack");
     assert!(!co.resume());
@@ -115,11 +119,16 @@ fn stack_current_in_raw_coroutines() {
     let (outer_before, inner, outer_after) = rt.block_on(|| {
         spawn(|| {
             let before = stack::current();
-            let mut inner = None;
-            let mut co = Coroutine::new(8 * 1024, |_| inner = stack::current()).unwrap();
+            // Handed over in a thread-local: a raw coroutine's closure may not borrow the outer
+            // coroutine's locals (its stack may move).
+            thread_local! {
+                static INNER: Cell<Option<StackInfo>> = const { Cell::new(None) };
+            }
+            let mut co =
+                Coroutine::new(8 * 1024, |_| INNER.with(|c| c.set(stack::current()))).unwrap();
             assert!(!co.resume());
             drop(co);
-            (before, inner, stack::current())
+            (before, INNER.with(Cell::get), stack::current())
         })
         .join()
         .unwrap()

@@ -102,3 +102,31 @@ fn ensure_on_the_system_stack_does_nothing() {
     });
     assert_eq!(growths, 0);
 }
+
+/// A closure whose frame is far larger than the coroutine stack's guard region: it runs on the
+/// system stack, and the coroutine's own frame stays small. `on_system_stack` also has a branch
+/// that calls the closure directly (outside coroutines); were that call inlined, the closure's
+/// 6 MiB of locals would become part of the caller's frame on the 4 KiB coroutine stack, and the
+/// probe of that frame would run 6 MiB below the stack before the switch (issue 12).
+#[test]
+fn a_six_mib_frame_on_the_system_stack_leaves_the_coroutine_stack_alone() {
+    const BIG: usize = 6 << 20;
+    let (sum, info) = runtime().block_on(|| {
+        pagurus::spawn(|| {
+            let sum = stack::on_system_stack(|| {
+                let big = [1u8; BIG];
+                std::hint::black_box(&big);
+                big.iter().map(|&b| usize::from(b)).sum::<usize>()
+            });
+            (sum, stack::current().unwrap())
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(sum, BIG);
+    assert_eq!(
+        (info.size, info.growths),
+        (4096, 0),
+        "the coroutine stack did not grow"
+    );
+}

@@ -13,7 +13,7 @@
 //! | mode | where `f` runs | cost on our machines | use it for |
 //! |---|---|---|---|
 //! | [`Mode::Switch`] (default) | this thread's 8 MiB system stack (`stack::on_system_stack`) | a few ns | any C code; the safe default |
-//! | [`Mode::Direct`] | the coroutine stack, no check | a plain call | small, known C functions |
+//! | [`Mode::Direct`] | the coroutine stack, no check | a plain call | small, known C functions; not C that `setjmp`s/`longjmp`s across a growth (design.md section 6) |
 //! | [`Mode::Reserve`] | the coroutine stack, after `stack::ensure(bytes)` | a plain call plus a compare | C code whose stack need is known |
 //! | [`Mode::Offload`] | a thread of the blocking pool; the coroutine parks | a thread hand-off, microseconds | calls that sleep or block |
 //!

@@ -112,8 +112,9 @@ pub(crate) type Body = unsafe fn(data: *const ());
 /// Who writes each field: the owner (a worker, or a raw coroutine's handle) writes everything
 /// before the first resume (`start`); `parent_sp` is written by `resume`, `saved_sp` by every
 /// suspension and by a mover (`swap_stack`, while the coroutine is stopped); `pins` by the
-/// coroutine itself, around the calls that lend its stack; `cancel_raised` and
-/// `reported_growths` by the coroutine and its resumer, never at the same time. The fault
+/// coroutine itself, around the calls that lend its stack; `parent_slot` by `resume`;
+/// `cancel_raised` and `reported_growths` by the coroutine and its resumer, never at the same
+/// time. The fault
 /// handler only reads, apart from `swap_stack`.
 #[repr(C)] // `slot` first: `current_context` recovers the context from the running slot
 pub(crate) struct Context {
@@ -123,6 +124,9 @@ pub(crate) struct Context {
     saved_sp: Cell<*mut u8>,
     /// The resumer's stack pointer while the coroutine runs.
     parent_sp: Cell<*mut u8>,
+    /// The running stack slot the resumer had (null on a plain thread stack): the switch back
+    /// publishes it again (see `Context::resume`).
+    parent_slot: Cell<*const StackSlot>,
     /// The largest size the stack may grow to.
     max_size: Cell<usize>,
     /// Whether stacks this coroutine moves out of are quarantined (see `grow::quarantine`).
@@ -149,6 +153,7 @@ impl Context {
             slot: unsafe { StackSlot::new(request_growth) },
             saved_sp: Cell::new(ptr::null_mut()),
             parent_sp: Cell::new(ptr::null_mut()),
+            parent_slot: Cell::new(ptr::null()),
             max_size: Cell::new(0),
             quarantine: Cell::new(false),
             id: Cell::new(0),
@@ -284,13 +289,44 @@ impl Context {
     /// # Safety
     /// The context must have a stack, be suspended (started and not done), not be running on any
     /// thread, and have last run on this thread (if it ran before).
+    ///
+    /// The running slot (`stack::running`) changes inside the switch, after the resumer's last
+    /// push, and changes back inside the coroutine's switch back, after its last push: a push at
+    /// the very bottom of either stack faults while that stack's own slot is the running one, so
+    /// the fault handler grows the right stack.
     pub(crate) unsafe fn resume(&self, arg: usize) -> Suspend {
-        let prev = stack::set_running(&self.slot);
+        self.parent_slot.set(stack::running());
         // SAFETY: the caller guarantees `saved_sp` describes a suspended stack of this thread;
-        // `parent_sp` is ours to write.
-        let word = unsafe { arch::resume(self.parent_sp.as_ptr(), self.saved_sp.get(), arg) };
-        stack::set_running(prev);
+        // `parent_sp` is ours to write; the running word is this thread's.
+        let word = unsafe {
+            arch::resume(
+                self.parent_sp.as_ptr(),
+                self.saved_sp.get(),
+                arg,
+                stack::running_word(),
+                &self.slot as *const StackSlot as usize,
+            )
+        };
         Suspend::from_word(word)
+    }
+
+    /// Switches from this context's coroutine back to its resumer with `word`.
+    ///
+    /// # Safety
+    /// Must run on this context's stack, as the current context, with its resumer waiting in
+    /// [`Context::resume`].
+    #[inline(always)]
+    unsafe fn switch_back(&self, word: usize) -> usize {
+        // SAFETY: per the contract; the running word is this thread's.
+        unsafe {
+            arch::suspend(
+                self.saved_sp.as_ptr(),
+                self.parent_sp.get(),
+                word,
+                stack::running_word(),
+                self.parent_slot.get() as usize,
+            )
+        }
     }
 }
 
@@ -318,13 +354,7 @@ unsafe extern "sysv64" fn entry(data: *mut u8, arg: usize) -> ! {
     }
     // SAFETY: we run on ctx's stack, so it is the current context; its resumer is suspended at
     // parent_sp and waits for exactly this switch. Nobody switches back after `Done`.
-    unsafe {
-        arch::suspend(
-            ctx.saved_sp.as_ptr(),
-            ctx.parent_sp.get(),
-            Suspend::Done as usize,
-        )
-    };
+    unsafe { ctx.switch_back(Suspend::Done as usize) };
     // A context is never resumed after Done; getting here means the runtime itself is broken.
     fatal::resumed_after_done()
 }
@@ -348,7 +378,7 @@ pub(crate) unsafe fn suspend(ctx: &Context, reason: Suspend) -> usize {
     debug_assert!(ptr::eq(current_context(), ctx));
     debug_assert!(reason != Suspend::Done);
     // SAFETY: per the contract, we are ctx's coroutine and its resumer waits at parent_sp.
-    unsafe { arch::suspend(ctx.saved_sp.as_ptr(), ctx.parent_sp.get(), reason as usize) }
+    unsafe { ctx.switch_back(reason as usize) }
 }
 
 /// Suspends the coroutine owning `slot` with `Suspend::Grow`: its resumer moves it to a stack

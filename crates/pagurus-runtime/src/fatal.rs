@@ -9,7 +9,8 @@
 //!    its end is dropped) and written with `write(2)`;
 //! 2. only then comes anything riskier: naming the code address (`symbolise`, which reads an
 //!    object file and allocates), whose output is written separately, so a failure there cannot
-//!    lose the part already written;
+//!    lose the part already written; and only where the stack has room for it (a plain thread's
+//!    alternate signal stack, std's few KiB, has not: the name is skipped with a note);
 //! 3. `abort(3)`.
 //!
 //! This module imports nothing from the rest of the runtime (it sits at the bottom of the layer
@@ -76,8 +77,35 @@ impl fmt::Write for Buf {
     }
 }
 
-/// Writes `safe` (async-signal-safe formatting), then what `symbolise` appends (may allocate),
-/// then `rest`, each part as soon as it is formatted; then aborts.
+/// Stack a symbolising step may need: it maps and parses an object file and demangles, tens of
+/// KiB in debug builds.
+const SYMBOLISE_STACK: usize = 64 * 1024;
+
+/// Whether the stack the caller runs on has room for a symbolising step. A fatal report raised
+/// in the SIGSEGV handler runs on the thread's alternate signal stack, which may be std's few
+/// KiB (a plain thread that used a stale pointer): there, only with [`SYMBOLISE_STACK`] bytes
+/// left below the caller. On a thread's own stack (no alternate stack in use), yes.
+/// Async-signal-safe.
+fn room_to_symbolise() -> bool {
+    // SAFETY: a zeroed stack_t is valid; sigaltstack with a null new stack only writes the
+    // current one into `cur`.
+    let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `cur` is valid for writes.
+    if unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) } != 0 {
+        return false;
+    }
+    if cur.ss_flags & libc::SS_ONSTACK == 0 {
+        return true;
+    }
+    // The address of a local stands for the stack pointer (no architecture import here).
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as usize;
+    here.saturating_sub(cur.ss_sp as usize) >= SYMBOLISE_STACK
+}
+
+/// Writes `safe` (async-signal-safe formatting), then what `symbolise` appends (may allocate;
+/// skipped, with a note, where the stack has no room for it), then `rest`, each part as soon as
+/// it is formatted; then aborts.
 fn report(
     safe: impl FnOnce(&mut Buf),
     symbolise: impl FnOnce(&mut dyn fmt::Write),
@@ -86,7 +114,11 @@ fn report(
     let mut buf = Buf::new();
     safe(&mut buf);
     buf.flush();
-    symbolise(&mut buf);
+    if room_to_symbolise() {
+        symbolise(&mut buf);
+    } else {
+        let _ = buf.write_str(" (code not named: too little signal stack to read symbols)");
+    }
     buf.flush();
     rest(&mut buf);
     buf.flush();

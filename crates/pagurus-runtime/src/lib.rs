@@ -24,7 +24,7 @@
 //!
 //! Modules on one row do not import each other. What a lower layer needs from a higher one is
 //! handed down at run time, never imported: a context publishes its stack slot to `stack`
-//! (`stack::set_running`), a worker registers its stack pool with `stack` and its runtime's
+//! (`stack::running_word`), a worker registers its stack pool with `stack` and its runtime's
 //! foreign-call mode with `ffi_mode`, and the scheduler writes the coroutine's id into its
 //! context. `lib.rs` itself (this file) is the top: it only declares and re-exports. Test code
 //! (`#[cfg(test)]` modules) may reach upward to drive what it tests.

@@ -61,10 +61,54 @@ pub struct Suspender {
     _not_send: PhantomData<*mut ()>,
 }
 
-impl<'a> Coroutine<'a> {
+impl Coroutine<'static> {
     /// A coroutine that will run `f` on a stack of `stack_size` bytes (a power of two, at least
     /// one page; the stack is mapped now and unmapped when the coroutine finishes or drops).
-    pub fn new<F>(stack_size: usize, f: F) -> io::Result<Coroutine<'a>>
+    ///
+    /// `f` must be `'static`: a closure borrowing the creator's locals would keep their
+    /// addresses on the heap, and when the creator runs on a coroutine stack that grows (moves),
+    /// those addresses go stale (design.md, "What may point into a coroutine stack"). Share
+    /// state through `Rc`/`Arc` or move it in; [`Coroutine::new_unchecked`] borrows, with that
+    /// contract left to the caller.
+    ///
+    /// ```compile_fail
+    /// # use pagurus_runtime as pagurus;
+    /// let mut n = 0;
+    /// // Borrows `n`: rejected, since `n` could live on a stack that moves.
+    /// let co = pagurus::raw::Coroutine::new(4096, |_| n += 1);
+    /// ```
+    pub fn new<F>(stack_size: usize, f: F) -> io::Result<Coroutine<'static>>
+    where
+        F: FnOnce(&Suspender) + 'static,
+    {
+        // SAFETY: a 'static closure borrows nothing, so nothing it uses can move under it.
+        unsafe { Coroutine::new_unchecked(stack_size, f) }
+    }
+}
+
+impl<'a> Coroutine<'a> {
+    /// [`Coroutine::new`] for a closure that borrows data living for `'a`.
+    ///
+    /// ```
+    /// # use pagurus_runtime as pagurus;
+    /// let mut n = 0;
+    /// // SAFETY: `n` lives on this thread's own stack, which never moves.
+    /// let mut co = unsafe { pagurus::raw::Coroutine::new_unchecked(4096, |_| n += 1) }.unwrap();
+    /// assert!(!co.resume());
+    /// drop(co);
+    /// assert_eq!(n, 1);
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// Everything `f` borrows must stay at the same address for as long as the coroutine may
+    /// run (until it finishes or is dropped). The lifetime makes the data outlive the coroutine,
+    /// but cannot keep it in place: data on a **coroutine stack** moves when that stack grows,
+    /// and the closure's copies of its addresses, on the heap, are not adjusted (design.md,
+    /// "What may point into a coroutine stack"). Borrow from a thread's own stack, the heap or a
+    /// static; or, for data on a coroutine stack, first reserve with `stack::ensure` all the
+    /// stack that coroutine will need while this one is alive, so that it does not move.
+    pub unsafe fn new_unchecked<F>(stack_size: usize, f: F) -> io::Result<Coroutine<'a>>
     where
         F: FnOnce(&Suspender) + 'a,
     {

@@ -3,10 +3,12 @@
 //! Each target gets one module exposing the same small interface under neutral names:
 //!
 //! - `resume` / `suspend`: enter a coroutine from its resumer, and leave it for its resumer,
-//!   saving only the callee-saved registers of the side that leaves.
+//!   saving only the callee-saved registers of the side that leaves, and publishing the entered
+//!   side in the thread's running word after the last push on the stack being left.
 //! - `init_stack`: lay out a fresh stack so that the first `resume` enters `coroutine::entry`
 //!   through a trampoline whose unwind info ends the stack (`trampoline_start` finds it).
-//! - `call_on_stack`, `stack_pointer`: run a function on another stack; read the stack pointer.
+//! - `call_on_stack`, `stack_pointer`: run a function on another stack (raising a flag while
+//!   there); read the stack pointer.
 //! - `SignalContext`: the registers of a thread stopped by a signal (for growth by fault).
 //! - `dwarf`: register numbers as DWARF numbers them (`SP`, `FP`, `RA`, `CALLEE_SAVED`,
 //!   `REGISTERS`), the `ucontext` register table (`signal_registers`) and the suspended frame's

@@ -18,11 +18,12 @@
 //!
 //! The new stack must hold everything from the top down to the lowest address the faulting code
 //! is about to use: the fault address, the stack pointer minus the red zone, and, when the
-//! faulting frame's CFA is computed from a register other than `rsp` that points into the guard,
-//! that register's value. The last covers the probe loops of large frames, which compute their
-//! lower bound (in `r11`) before touching the first page and describe their CFA from it: that
-//! bound is where the frame will end. (Any other register pointing into the guard is moved but
-//! does not size the stack: it may hold anything.) The size is the next power of two above that,
+//! faulting frame's CFA is computed from a register other than `rsp` that points below the
+//! stack, that register's value, wherever it points. The last covers the probe loops of large
+//! frames, which compute their lower bound (in `r11`) before touching the first page and describe
+//! their CFA from it: that bound is where the frame will end, below the guard when the frame is
+//! larger than the guard (the mover then moves that register explicitly). (Any other register
+//! pointing into the guard is moved but does not size the stack: it may hold anything.) The size is the next power of two above that,
 //! and at least double the old.
 //!
 //! # What is moved

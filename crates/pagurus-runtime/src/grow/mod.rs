@@ -26,8 +26,8 @@
 //!
 //! The new size is the next power of two above `top - lowest + margin`, at least double the old
 //! size and at least a page, where `lowest` is the lowest address the coroutine is about to use
-//! (lowered further when the innermost frame's CFA comes from a register pointing into the guard:
-//! a probe loop's bound, see `fault`) and `margin` what its entry point adds on top
+//! (lowered further when the innermost frame's CFA comes from a register pointing below the
+//! stack, into the guard or beyond it: a probe loop's bound, see `fault`) and `margin` what its entry point adds on top
 //! ([`ENSURE_MARGIN`], [`FAULT_MARGIN`]). A stack whose bottom is already below `lowest - margin`
 //! is not moved. A size over the context's `max_size` aborts with `fatal::limit_exceeded`.
 //!
@@ -153,11 +153,14 @@ pub(crate) fn move_stack(ctx: &Context, stopped: Stopped<'_>) -> Option<Moved> {
     };
     let mut lowest = stopped.lowest;
     // A probe loop computes its CFA from the register holding the frame's lower bound: that is
-    // where the frame will end, possibly far below the fault.
-    if walked.first_cfa_reg != frames::SP
-        && let Some(bound) = stopped.walk_from.get(walked.first_cfa_reg)
-        && old.guard_contains(bound)
-    {
+    // where the frame will end, possibly far below the fault, and below the guard region too
+    // when the frame is larger than the guard. The walk checked that the CFA computed from it
+    // lies in the stack, so the bound is at most one frame (as its CFI describes it) below.
+    let frame_bound = (walked.first_cfa_reg != frames::SP)
+        .then(|| stopped.walk_from.get(walked.first_cfa_reg))
+        .flatten()
+        .filter(|&bound| bound < old.bottom);
+    if let Some(bound) = frame_bound {
         lowest = lowest.min(bound);
     }
     let needed = old.top.wrapping_sub(lowest).saturating_add(stopped.margin);
@@ -180,6 +183,11 @@ pub(crate) fn move_stack(ctx: &Context, stopped: Stopped<'_>) -> Option<Moved> {
     let copied = unsafe { moved.copy_and_adjust() };
     if let Some(registers) = stopped.registers {
         moved.adjust_words(registers.general_registers());
+        // A bound below the guard is outside what `adjust` moves (values there may be anything
+        // else); this one register is known to be the frame's bound, so it follows the stack.
+        if let Some(bound) = frame_bound.filter(|&bound| bound < old.guard_start) {
+            registers.set_register(walked.first_cfa_reg, bound.wrapping_add(moved.delta()));
+        }
         registers.for_each_vector_register_range(|lanes| moved.adjust_lanes(lanes));
     }
     // SAFETY: the whole live image was copied into `new` and its registers follow; `saved_sp`

@@ -1,12 +1,21 @@
 //! An anonymous read/write mapping with a PROT_NONE guard region below it: the memory of every
 //! stack the runtime makes (coroutine stacks, system stacks, alternate signal stacks).
+//!
+//! The top of a mapping can be aligned to more than a page ([`Mapping::with_top_align`]):
+//! coroutine stacks use it so that a move keeps every address's residue modulo a large power of
+//! two (see `Stack::new`). The extra address space is reserved only for a moment and trimmed.
 
 use std::io;
+use std::ptr;
 
-use memmap2::{MmapMut, MmapOptions};
+use super::PAGE_SIZE;
 
 pub(crate) struct Mapping {
-    map: MmapMut,
+    /// Lowest address (the guard's start).
+    start: usize,
+    /// Bytes mapped, guard included.
+    len: usize,
+    /// Usable bytes.
     size: usize,
 }
 
@@ -16,34 +25,73 @@ unsafe impl Send for Mapping {}
 
 impl Mapping {
     /// Maps `size` usable bytes above `guard` bytes of PROT_NONE (both multiples of a page).
+    /// Async-signal-safe (system calls only).
     pub(crate) fn new(size: usize, guard: usize) -> io::Result<Mapping> {
-        let len = size
-            .checked_add(guard)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "stack size overflows"))?;
+        Mapping::with_top_align(size, guard, PAGE_SIZE)
+    }
+
+    /// [`Mapping::new`] with the top (one past the highest usable byte) a multiple of
+    /// `top_align`, a power of two of at least a page. Async-signal-safe.
+    pub(crate) fn with_top_align(
+        size: usize,
+        guard: usize,
+        top_align: usize,
+    ) -> io::Result<Mapping> {
+        debug_assert!(top_align.is_power_of_two() && top_align >= PAGE_SIZE);
+        let overflow = || io::Error::new(io::ErrorKind::InvalidInput, "stack size overflows");
+        let len = size.checked_add(guard).ok_or_else(overflow)?;
+        let total = len
+            .checked_add(top_align - PAGE_SIZE)
+            .ok_or_else(overflow)?;
         // MAP_STACK documents the intent (and keeps transparent huge pages off small stacks on
         // recent kernels); MAP_NORESERVE keeps the guard from being charged against overcommit.
-        let mut map = MmapOptions::new()
-            .len(len)
-            .stack()
-            .no_reserve_swap()
-            .map_anon()?;
-        // SAFETY: the first `guard` bytes lie inside the mapping we own; nothing refers to them
-        // yet, so revoking access cannot invalidate a live reference.
-        let rc = unsafe { libc::mprotect(map.as_mut_ptr().cast(), guard, libc::PROT_NONE) };
-        if rc != 0 {
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses affects nothing
+        // else.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping { map, size })
+        let base = base as usize;
+        // The highest aligned top inside the reservation; `base + total` is page-aligned, so it is
+        // at most `top_align - PAGE_SIZE` lower, which leaves `len` bytes below it.
+        let top = (base + total) & !(top_align - 1);
+        let start = top - len;
+        // SAFETY: both ranges are parts of the reservation just made, which nothing uses yet.
+        unsafe {
+            if start > base {
+                libc::munmap(base as *mut libc::c_void, start - base);
+            }
+            if base + total > top {
+                libc::munmap(top as *mut libc::c_void, base + total - top);
+            }
+        }
+        let map = Mapping { start, len, size };
+        // SAFETY: the first `guard` bytes lie inside the mapping we own; nothing refers to them
+        // yet, so revoking access cannot invalidate a live reference.
+        let rc = unsafe { libc::mprotect(start as *mut libc::c_void, guard, libc::PROT_NONE) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error()); // `map` drops: unmapped
+        }
+        Ok(map)
     }
 
     /// Lowest address of the mapping (the guard's start).
     pub(crate) fn start(&self) -> usize {
-        self.map.as_ptr() as usize
+        self.start
     }
 
     /// One past the highest address; page-aligned, so 16-byte aligned.
     pub(crate) fn top(&self) -> usize {
-        self.start() + self.map.len()
+        self.start + self.len
     }
 
     /// Lowest usable address.
@@ -54,5 +102,12 @@ impl Mapping {
     /// Usable bytes.
     pub(crate) fn size(&self) -> usize {
         self.size
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the range is the whole mapping this value owns; nothing refers to it any more.
+        unsafe { libc::munmap(self.start as *mut libc::c_void, self.len) };
     }
 }

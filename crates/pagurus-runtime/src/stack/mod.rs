@@ -42,7 +42,7 @@ mod system;
 
 pub(crate) use mapping::Mapping;
 pub(crate) use pool::{Registration, StackPool, give_back, register_pool, take};
-pub(crate) use running::{StackSlot, running, set_running};
+pub(crate) use running::{StackSlot, running, running_word};
 pub use running::{StackInfo, current, ensure, remaining};
 pub use system::{SYSTEM_STACK_SIZE, on_system_stack};
 pub(crate) use system::{on_system_stack_active, system_stack_guard_contains};
@@ -54,15 +54,24 @@ use crate::stats;
 
 /// Size of the PROT_NONE region under every stack.
 ///
-/// It is this large because a fault must land *inside* it to be recognised as an overflow of this
-/// stack. Large frames are entered through a probe loop that computes its end bound (usually in
-/// `r11`) as `rsp - frame_size` before touching anything, and describes its CFA through that
-/// register; when the first probe faults, the bound already points up to a whole frame below the
-/// stack. With a 4 MiB guard, frames of up to about 4 MiB (including 1 MiB Rust arrays and glibc's
-/// unprobed 33 KiB frames) fault here and keep their bound inside the region the relocation engine
-/// treats as "this stack". It costs address space only: PROT_NONE pages are never backed, and even
+/// A fault must land *inside* it to be recognised as an overflow of this stack. Probed frames
+/// (every Rust frame larger than a page) touch the stack a page at a time, so their first touch
+/// lands here whatever their size; their probe loop's end bound (`rsp - frame_size`, usually in
+/// `r11`, computed before that touch) may lie far below, and growth honours it wherever it points
+/// (`grow::move_stack`). The size matters for *unprobed* frames, which skip their whole size
+/// before touching anything: with 4 MiB, glibc's 33 KiB frames and C frames up to about 4 MiB
+/// still fault here. It costs address space only: PROT_NONE pages are never backed, and even
 /// 32,000 stacks use 128 GiB of the 128 TiB user address space.
 pub const GUARD_SIZE: usize = 4 << 20;
+
+/// Every coroutine stack's top is a multiple of this (1 MiB) and of its own size, so a move from
+/// one stack to another (a growth) shifts every address by a multiple of 1 MiB and of the old
+/// stack's size: an over-aligned local keeps its alignment across moves, both one that already
+/// lives in the stack (its alignment is at most the old size, since it fits in it) and one whose
+/// frame is being entered when the move happens (its alignment computed in the old stack's
+/// addresses), up to 1 MiB. The padding this needs is address space only, reserved for a moment
+/// when the stack is mapped and then unmapped.
+pub(crate) const TOP_ALIGN: usize = 1 << 20;
 
 /// The largest size a coroutine's stack may grow to unless the builder says otherwise (raw
 /// coroutines always use it): 1 GiB.
@@ -124,9 +133,11 @@ impl Stack {
     ///
     /// `size` must be a power of two no smaller than [`PAGE_SIZE`] (checked by
     /// [`validate_stack_size`]).
+    ///
+    /// The top is a multiple of [`TOP_ALIGN`] or of `size`, whichever is larger (see there).
     pub(crate) fn new(size: usize) -> io::Result<Stack> {
         debug_assert!(size.is_power_of_two() && size >= PAGE_SIZE);
-        let map = Mapping::new(size, GUARD_SIZE)?;
+        let map = Mapping::with_top_align(size, GUARD_SIZE, size.max(TOP_ALIGN))?;
         stats::stack_mapped(size);
         Ok(Stack { map })
     }
@@ -216,6 +227,8 @@ mod tests {
         let s = Stack::new(16 * 1024).unwrap();
         assert_eq!(s.size(), 16 * 1024);
         assert_eq!(s.top() % 16, 0);
+        assert_eq!(s.top() % TOP_ALIGN, 0, "tops are aligned for moves");
+        assert_eq!(Stack::new(4 << 20).unwrap().top() % (4 << 20), 0, "and to their size");
         assert_eq!(s.top() - s.bottom(), 16 * 1024);
         assert_eq!(s.bottom() - s.guard_start(), GUARD_SIZE);
         let span = s.span();

@@ -3,8 +3,9 @@
 //!
 //! Each coroutine context embeds a [`StackSlot`]: its stack, the copy of the stack's bottom that
 //! `ensure` compares against, and its growth count. The coroutine layer publishes the slot of the
-//! innermost running coroutine in this thread's `RUNNING` ([`set_running`], on every resume and
-//! on the way back), so this layer answers "how much stack is left" without knowing what a
+//! innermost running coroutine in this thread's `RUNNING` (the context switch itself writes it,
+//! through [`running_word`], on every resume and on the way back, each time after the last push
+//! on the stack it leaves), so this layer answers "how much stack is left" without knowing what a
 //! coroutine is; the one thing it cannot do itself, suspending the coroutine to have its stack
 //! moved, it asks of the slot's owner through [`StackSlot::new`]'s `request_growth`.
 //!
@@ -47,11 +48,12 @@ pub(crate) fn running() -> *const StackSlot {
     RUNNING.with(Cell::get)
 }
 
-/// Publishes `slot` as the running one and returns the previous value (to restore when it
-/// switches back).
+/// The address of this thread's running-slot word, for the context switch to publish the
+/// entered side's slot in once the leaving side's registers are saved (see `arch::resume`). The
+/// word holds a `*const StackSlot`.
 #[inline]
-pub(crate) fn set_running(slot: *const StackSlot) -> *const StackSlot {
-    RUNNING.with(|c| c.replace(slot))
+pub(crate) fn running_word() -> *mut usize {
+    RUNNING.with(|c| c.as_ptr().cast::<usize>())
 }
 
 impl StackSlot {

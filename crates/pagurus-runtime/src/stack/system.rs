@@ -62,9 +62,18 @@ thread_local! {
 #[inline]
 pub fn on_system_stack<R>(f: impl FnOnce() -> R) -> R {
     if running().is_null() || ACTIVE.with(Cell::get) {
-        return f();
+        return call_here(f);
     }
     on_system_stack_now(f)
+}
+
+/// Calls `f` on the current stack, in a frame of its own. Never inlined: LLVM would otherwise
+/// merge `f`'s stack slots into the caller's frame, so a closure with a large frame meant for the
+/// system stack would make every caller's frame on the coroutine stack that large, whichever
+/// branch runs.
+#[inline(never)]
+fn call_here<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// The top of this thread's system stack, mapping it on first use.
@@ -97,14 +106,22 @@ fn on_system_stack_now<F: FnOnce() -> R, R>(f: F) -> R {
         f: ManuallyDrop::new(f),
         out: MaybeUninit::uninit(),
     };
-    ACTIVE.with(|a| a.set(true));
-    // Cleared on the way out, also when `f` panics: the unwind runs from the system stack through
-    // `call_on_stack`'s frame (its CFI describes the switch) back into this one.
+    // `call_on_stack` sets ACTIVE once it has pushed all it pushes on the coroutine stack (a push
+    // there that faults in the guard is the coroutine's to grow) and clears it before it returns
+    // to it. A panic in `f` unwinds from the system stack through `call_on_stack`'s frame (its
+    // CFI describes the switch) back into this one with ACTIVE still set: this guard clears it.
     let _active = Leave;
     // SAFETY: `top` is the 16-aligned end of this thread's system stack, which nothing else uses
     // now (ACTIVE was false); `run::<F, R>` takes the `Call<F, R>` we pass, consumes `f` once and
-    // writes `out` unless it unwinds.
-    unsafe { arch::call_on_stack((&raw mut call).cast(), run::<F, R>, top) };
+    // writes `out` unless it unwinds; ACTIVE is this thread's and outlives the call.
+    unsafe {
+        arch::call_on_stack(
+            (&raw mut call).cast(),
+            run::<F, R>,
+            top,
+            ACTIVE.with(Cell::as_ptr),
+        )
+    };
     // SAFETY: `run` returned normally, so it wrote `out`.
     unsafe { call.out.assume_init() }
 }

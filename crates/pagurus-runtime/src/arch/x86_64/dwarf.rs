@@ -53,6 +53,18 @@ pub(crate) fn signal_registers(uc: &libc::ucontext_t, mut set: impl FnMut(u16, u
     }
 }
 
+/// Sets DWARF register `reg` (one of the sixteen general registers or `rip`) of the interrupted
+/// state in `uc` to `value`; other numbers are ignored. Async-signal-safe.
+pub(crate) fn set_signal_register(uc: &mut libc::ucontext_t, reg: u16, value: usize) {
+    if let Some(slot) = UCONTEXT_GREGS
+        .get(usize::from(reg))
+        .and_then(|&greg| usize::try_from(greg).ok())
+        .and_then(|i| uc.uc_mcontext.gregs.get_mut(i))
+    {
+        *slot = value as libc::greg_t;
+    }
+}
+
 /// Bytes of the frame a switch leaves below a suspended side's live frames: `rbx` at `sp + 0`,
 /// `rbp` at `sp + 8`, the resume address at `sp + 16` (see the picture in `arch::x86_64`).
 pub(crate) const SUSPENDED_FRAME_BYTES: usize = 24;

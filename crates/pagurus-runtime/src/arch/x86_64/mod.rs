@@ -20,6 +20,15 @@
 //! rest of the switch, so they are not saved; a coroutine that changes the rounding mode must
 //! restore it before it suspends (design.md says so).
 //!
+//! # The running word, and switches at the bottom of a stack
+//!
+//! Each half also stores one word into a slot the caller names (the thread's "running stack"
+//! word, `stack::running_word`), *after* its last push on the stack it leaves. A switch at the
+//! very bottom of a stack pushes into the guard region; the fault handler decides whose stack
+//! that is from the running word, so the word must still name the leaving side when its pushes
+//! fault. Every instruction of both halves has CFI, so such a fault is walked and grown like any
+//! other (`tests/switch_at_bottom.rs`).
+//!
 //! Nothing else about a suspended side exists anywhere: its registers live on its own stack,
 //! below its saved stack pointer. The growth engine relies on this: moving a suspended stack only
 //! needs that one slot adjusted.
@@ -87,17 +96,28 @@ pub(crate) type EntryFn = unsafe extern "sysv64" fn(data: *mut u8, arg: usize) -
 pub(crate) const INIT_FRAME_BYTES: usize = 40;
 
 #[inline(always)]
-/// Enters the coroutine whose saved stack pointer is `to`, storing the resumer's in `*save`.
+/// Enters the coroutine whose saved stack pointer is `to`, storing the resumer's in `*save`, and
+/// stores `current` in `*running` once the resumer's registers are saved on its stack.
 ///
 /// Returns the word the coroutine passes to [`suspend`] when it switches back. The coroutine sees
 /// `arg` as the return value of its own [`suspend`] (or in `rax` in the trampoline, on a fresh
 /// stack).
 ///
+/// `running` is the thread's "which stack runs now" word. It changes *after* the last push on
+/// the resumer's stack: until then a push that lands in the resumer's guard region is the
+/// resumer's, and the fault handler, which reads that word, must grow the resumer's stack.
+///
 /// # Safety
 /// `to` must be a stack pointer saved by [`suspend`] (or built by [`init_stack`]) whose stack is
-/// still mapped and not running anywhere, and `save` must be valid for a write. The coroutine must
-/// switch back with [`suspend`] on this thread, passing this `*save`.
-pub(crate) unsafe fn resume(save: *mut *mut u8, to: *mut u8, arg: usize) -> usize {
+/// still mapped and not running anywhere, and `save` and `running` must be valid for a write.
+/// The coroutine must switch back with [`suspend`] on this thread, passing this `*save`.
+pub(crate) unsafe fn resume(
+    save: *mut *mut u8,
+    to: *mut u8,
+    arg: usize,
+    running: *mut usize,
+    current: usize,
+) -> usize {
     let ret: usize;
     // The stack pointer is aligned for a call (no `nostack`), and the `call` is balanced by the
     // coroutine's eventual `ret` in `suspend_switch`.
@@ -111,6 +131,8 @@ pub(crate) unsafe fn resume(save: *mut *mut u8, to: *mut u8, arg: usize) -> usiz
             in("rdi") save,
             in("rsi") to,
             in("rdx") arg,
+            in("rcx") running,
+            in("r8") current,
             lateout("rax") ret,
             out("r12") _,
             out("r13") _,
@@ -122,53 +144,99 @@ pub(crate) unsafe fn resume(save: *mut *mut u8, to: *mut u8, arg: usize) -> usiz
     ret
 }
 
-/// The naked half of [`resume`]: arguments in `rdi` (save), `rsi` (to), `rdx` (arg).
+/// The naked half of [`resume`]: arguments in `rdi` (save), `rsi` (to), `rdx` (arg), `rcx`
+/// (running), `r8` (current).
+///
+/// Its CFI describes every instruction, so that a push faulting in the guard region of the
+/// resumer's stack can be walked through (the resumer then grows, see `grow::fault`): at entry
+/// the frame is an ordinary call's; each push moves the CFA; after the stack switch the same
+/// three-word picture is read from the coroutine's stack, and after the last pop the return
+/// address is in `rcx`.
 #[unsafe(naked)]
 unsafe extern "sysv64" fn resume_switch() {
     naked_asm!(
+        ".cfi_startproc",
         // The `call` pushed the resumer's return address; save its rbp and rbx under it.
         "push rbp",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset rbp, 0",
         "push rbx",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset rbx, 0",
         // The resumer is now fully described by its stack pointer.
         "mov [rdi], rsp",
-        // Become the coroutine.
+        // Its last push is done: from here a fault is the coroutine's.
+        "mov [rcx], r8",
+        // Become the coroutine. Its saved frame has the same shape: CFA = rsp + 24.
         "mov rsp, rsi",
         "pop rbx",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore rbx",
         "pop rbp",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore rbp",
         // Its resume address: label 2 in `suspend`, or the trampoline. Jump, don't `ret`: the
         // return stack buffer still holds the resumer's return address, which is where the
         // coroutine's next `suspend_switch` will `ret` to.
         "pop rcx",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_register rip, rcx",
         "mov rax, rdx",
         "jmp rcx",
+        ".cfi_endproc",
     )
 }
 
 /// The naked half of [`suspend`]: entered by `jmp` with the resume address already pushed;
-/// arguments in `rdi` (save), `rsi` (to), `rdx` (arg).
+/// arguments in `rdi` (save), `rsi` (to), `rdx` (arg), `rcx` (running), `r8` (current).
+///
+/// The pushed resume address makes the entry look like a call (CFA = rsp + 8, return address at
+/// CFA - 8, into the caller's inline asm), and the CFI says so: a push that faults here, at the
+/// bottom of the coroutine's stack, is walked and grown like any other fault.
 #[unsafe(naked)]
 unsafe extern "sysv64" fn suspend_switch() {
     naked_asm!(
+        ".cfi_startproc",
         "push rbp",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset rbp, 0",
         "push rbx",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset rbx, 0",
         "mov [rdi], rsp",
+        // The coroutine's last push is done: from here a fault is the resumer's.
+        "mov [rcx], r8",
+        // The resumer's saved frame has the same shape: CFA = rsp + 24.
         "mov rsp, rsi",
         "pop rbx",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore rbx",
         "pop rbp",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore rbp",
         "mov rax, rdx",
         // Back to just after the resumer's `call resume_switch`: the prediction it pushed.
         "ret",
+        ".cfi_endproc",
     )
 }
 
 #[inline(always)]
 /// Leaves the running coroutine for its resumer, whose saved stack pointer is `to`, storing the
-/// coroutine's own in `*save`. Returns the `arg` of the [`resume`] that enters it again.
+/// coroutine's own in `*save` and, once its registers are saved on its stack, `current` (the
+/// resumer's) in `*running` (see [`resume`]). Returns the `arg` of the [`resume`] that enters it
+/// again.
 ///
 /// # Safety
 /// Must run on a coroutine stack entered by [`resume`] on this thread, with `to` the pointer that
-/// call stored; `save` must be valid for a write.
-pub(crate) unsafe fn suspend(save: *mut *mut u8, to: *mut u8, arg: usize) -> usize {
+/// call stored; `save` and `running` must be valid for a write.
+pub(crate) unsafe fn suspend(
+    save: *mut *mut u8,
+    to: *mut u8,
+    arg: usize,
+    running: *mut usize,
+    current: usize,
+) -> usize {
     let ret: usize;
     // SAFETY: per the contract, `to` is a suspended resumer of this thread waiting in
     // `resume`. Clobbers as in `resume`. The block pushes one word (the resume address), which
@@ -183,6 +251,8 @@ pub(crate) unsafe fn suspend(save: *mut *mut u8, to: *mut u8, arg: usize) -> usi
             in("rdi") save,
             in("rsi") to,
             in("rdx") arg,
+            in("rcx") running,
+            in("r8") current,
             lateout("rax") ret,
             out("r12") _,
             out("r13") _,
@@ -253,21 +323,35 @@ pub(crate) unsafe fn init_stack(top: *mut u8, entry: EntryFn, data: *mut u8) -> 
     sp
 }
 
-/// Calls `f(arg)` with the stack pointer at `top`, then returns on the caller's stack.
+/// Calls `f(arg)` with the stack pointer at `top`, then returns on the caller's stack; `*active`
+/// is 1 exactly while the stack pointer is on the other stack.
 ///
 /// Frame-pointer based: `rbp` holds the caller's stack pointer during the call, and the CFI says
 /// so, so unwinders and backtraces walk from the other stack back into the caller.
 ///
-/// A panic in `f` unwinds through this frame into the caller, like through any call.
+/// `*active` is set after the last push on the caller's stack and cleared before the stack
+/// pointer comes back to it: a push here that faults in the caller's guard region is the
+/// caller's to grow, and the fault handler, which reads the flag, must see it clear.
+///
+/// A panic in `f` unwinds through this frame into the caller, like through any call, leaving
+/// `*active` set: the caller clears it.
+///
+/// ```text
+///   caller's stack                          other stack
+///   |  return address  |  <- CFA            |                  |  <- top
+///   |  caller's rbp    |  <- rbp            |  return address  |  (into this function)
+///   |  caller's rbx    |  (rbx = active)    |  f's frames ...  |
+/// ```
 ///
 /// # Safety
 /// `top` must be the 16-byte aligned end of a mapped stack nothing else is using, large enough
-/// for `f`.
+/// for `f`; `active` must be valid for byte writes while the call lasts.
 #[unsafe(naked)]
 pub(crate) unsafe extern "sysv64-unwind" fn call_on_stack(
     arg: *mut u8,
     f: unsafe extern "sysv64-unwind" fn(*mut u8),
     top: usize,
+    active: *mut bool,
 ) {
     naked_asm!(
         ".cfi_startproc",
@@ -276,13 +360,24 @@ pub(crate) unsafe extern "sysv64-unwind" fn call_on_stack(
         ".cfi_offset rbp, -16",
         "mov rbp, rsp",
         ".cfi_def_cfa_register rbp",
+        "push rbx",
+        ".cfi_offset rbx, -24",
+        "mov rbx, rcx",
+        // The last push on the caller's stack is done.
+        "mov byte ptr [rbx], 1",
         // `top` is 16-aligned, as a call site must be; `arg` is already in rdi.
         "mov rsp, rdx",
         "call rsi",
+        // Still on the other stack: clear the flag before touching the caller's again.
+        "mov byte ptr [rbx], 0",
+        "lea rsp, [rbp - 8]",
+        "pop rbx",
+        ".cfi_restore rbx",
         "mov rsp, rbp",
         ".cfi_def_cfa_register rsp",
         "pop rbp",
         ".cfi_def_cfa_offset 8",
+        ".cfi_restore rbp",
         "ret",
         ".cfi_endproc",
     )

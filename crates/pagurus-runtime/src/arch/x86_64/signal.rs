@@ -58,6 +58,13 @@ impl SignalContext {
         unsafe { &*self.uc }
     }
 
+    /// Sets DWARF register `reg` of the interrupted state (see `dwarf::set_signal_register`).
+    pub(crate) fn set_register(&mut self, reg: u16, value: usize) {
+        // SAFETY: per `from_raw` the ucontext is live; `&mut self` rules out other references
+        // made through this context.
+        super::dwarf::set_signal_register(unsafe { &mut *self.uc }, reg, value);
+    }
+
     fn gregs(&mut self) -> &mut [libc::greg_t; 23] {
         // SAFETY: per `from_raw`, `uc` points to the live signal frame's ucontext.
         unsafe { &mut (*self.uc).uc_mcontext.gregs }
