@@ -190,7 +190,7 @@ fn modes_switch_per_call_and_at_any_time() {
     let modes = rt.block_on(|| {
         pagurus::spawn(|| {
             let mut modes = vec![ffi::default_mode()];
-            ffi::set_default_mode(Mode::Switch);
+            ffi::set_default_mode(Mode::Switch).unwrap();
             modes.push(ffi::default_mode());
             // A per-call mode does not change the default.
             let on_system = ffi::call_with(Mode::Switch, || stack::current().is_none());

@@ -71,12 +71,18 @@ pub(crate) const DEFAULT_MAX_STACK_SIZE: usize = 1 << 30;
 /// Usable bytes of finished coroutines' stacks a worker keeps for reuse by default: 16 MiB.
 pub(crate) const DEFAULT_POOL_BYTES: usize = 16 << 20;
 
-/// The largest stack size accepted anywhere (64 TiB): far beyond any real stack, and within the
-/// pools' size classes.
-const MAX_STACK_SIZE_LIMIT: usize = 1 << 46;
+/// The largest stack size accepted anywhere: 16 TiB (2^44).
+///
+/// Stacks are mapped whole (untouched pages cost no memory, only address space), and a process
+/// has 128 TiB of user address space on x86_64 (47 bits). Every live coroutine holds its stack's
+/// share, and a growth holds the old and the new stack for a moment (1.5 times the new size), so
+/// the limit leaves room for a few coroutines of the largest size: at 2^46, a `block_on` and one
+/// spawned coroutine could not both be mapped, and the first spawn aborted. The pools' size
+/// classes (up to 2^47) cover every accepted size.
+pub const MAX_STACK_SIZE_LIMIT: usize = 1 << 44;
 
-/// Checks a stack size parameter named `param`: a power of two, at least one page, at most
-/// 64 TiB. The error is `InvalidInput` naming the parameter.
+/// Checks a stack size parameter named `param`: a power of two from one page to
+/// [`MAX_STACK_SIZE_LIMIT`]. The error is `InvalidInput` naming the parameter and the range.
 pub(crate) fn validate_stack_size(param: &str, bytes: usize) -> io::Result<()> {
     if bytes.is_power_of_two() && (PAGE_SIZE..=MAX_STACK_SIZE_LIMIT).contains(&bytes) {
         Ok(())
@@ -84,7 +90,8 @@ pub(crate) fn validate_stack_size(param: &str, bytes: usize) -> io::Result<()> {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "{param} must be a power of two of at least {PAGE_SIZE} bytes, got {bytes}"
+                "{param} must be a power of two from {PAGE_SIZE} to {MAX_STACK_SIZE_LIMIT} (16 \
+                 TiB) bytes, got {bytes}"
             ),
         ))
     }
@@ -236,10 +243,19 @@ mod tests {
     fn stack_sizes_are_validated_in_one_place() {
         assert!(validate_stack_size("x", PAGE_SIZE).is_ok());
         assert!(validate_stack_size("x", DEFAULT_MAX_STACK_SIZE).is_ok());
-        for bad in [0, PAGE_SIZE / 2, PAGE_SIZE + 1, 5000, MAX_STACK_SIZE_LIMIT * 2] {
+        for bad in [
+            0,
+            PAGE_SIZE / 2,
+            PAGE_SIZE + 1,
+            5000,
+            MAX_STACK_SIZE_LIMIT * 2,
+            1 << 47,
+        ] {
             let err = validate_stack_size("initial_stack_size", bad).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-            assert!(err.to_string().starts_with("initial_stack_size "), "{err}");
+            let msg = err.to_string();
+            assert!(msg.starts_with("initial_stack_size "), "{msg}");
+            assert!(msg.contains("from 4096 to 17592186044416 (16 TiB)"), "{msg}");
         }
     }
 }
