@@ -10,7 +10,9 @@
 //!
 //! The quarantine is a bounded FIFO of [`CAPACITY`] mappings for the whole process; the oldest is
 //! unmapped when a new one arrives. It costs address space and two mappings' worth of
-//! `vm.max_map_count` per entry at most, no memory.
+//! `vm.max_map_count` per entry at most, no memory. Its stacks are counted in
+//! `stats().stack_bytes_quarantined`, not in `stack_bytes_reserved` (they are neither in use nor
+//! pooled), and stay after every runtime is gone.
 //!
 //! On by default in debug builds of this crate, off in release; `Builder::stack_quarantine` and
 //! the `PAGURUS_STACK_QUARANTINE=1|0` environment variable (read when a runtime is built) choose.
@@ -20,6 +22,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 
 use crate::stack::Stack;
+use crate::stats;
 
 /// How many old stacks stay quarantined at once.
 pub(crate) const CAPACITY: usize = 64;
@@ -55,6 +58,8 @@ pub(crate) fn default_enabled() -> bool {
 /// the oldest entry if the FIFO is full. Async-signal-safe.
 pub(crate) fn admit(stack: Stack, id: u64) {
     let (start, len, size) = stack.into_raw();
+    // Not in use, not reusable: counted apart from the reserved bytes from now on.
+    stats::stack_quarantined(size);
     // SAFETY: the mapping is ours (just released by `into_raw`); releasing its pages and revoking
     // access affects nothing else: the coroutine already runs on its new stack.
     unsafe {
@@ -73,7 +78,8 @@ pub(crate) fn admit(stack: Stack, id: u64) {
     if old_len != 0 {
         // SAFETY: the evicted range was a whole stack mapping given to us by `into_raw`, and no
         // one else unmaps it.
-        unsafe { Stack::unmap_raw(old_start, old_len, old_size) };
+        unsafe { Stack::unmap_raw(old_start, old_len) };
+        stats::quarantined_stack_unmapped(old_size);
     }
 }
 

@@ -174,7 +174,9 @@ impl Stack {
     }
 
     /// Gives up ownership of the mapping without unmapping it: `(start, len, size)` of the whole
-    /// mapping (guard included) and the usable size. Async-signal-safe.
+    /// mapping (guard included) and the usable size. Its bytes stay counted as reserved in
+    /// `stats` until the new owner accounts for them (the quarantine moves them to its own
+    /// count). Async-signal-safe.
     pub(crate) fn into_raw(self) -> (usize, usize, usize) {
         let parts = (
             self.guard_start(),
@@ -187,14 +189,14 @@ impl Stack {
         parts
     }
 
-    /// Unmaps a mapping given up by [`Stack::into_raw`]. Async-signal-safe.
+    /// Unmaps a mapping given up by [`Stack::into_raw`]; the caller accounts for its bytes in
+    /// `stats`. Async-signal-safe.
     ///
     /// # Safety
     /// The parts come from `into_raw`, and this is called once for them.
-    pub(crate) unsafe fn unmap_raw(start: usize, len: usize, size: usize) {
+    pub(crate) unsafe fn unmap_raw(start: usize, len: usize) {
         // SAFETY: per the contract the range is a whole mapping nobody else owns.
         unsafe { libc::munmap(start as *mut libc::c_void, len) };
-        stats::stack_unmapped(size);
     }
 }
 
