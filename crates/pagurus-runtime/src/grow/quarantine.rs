@@ -15,10 +15,12 @@
 //! pooled), and stay after every runtime is gone.
 //!
 //! On by default in debug builds of this crate, off in release; `Builder::stack_quarantine` and
-//! the `PAGURUS_STACK_QUARANTINE=1|0` environment variable (read when a runtime is built) choose.
+//! the `PAGURUS_STACK_QUARANTINE=1|0` environment variable (read when a runtime is built or a raw
+//! coroutine created; an invalid value is an error there) choose.
 //!
 //! Everything here is async-signal-safe: atomics and system calls only.
 
+use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 
 use crate::stack::Stack;
@@ -45,12 +47,28 @@ static SLOTS: [Slot; CAPACITY] = [const {
 }; CAPACITY];
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// The quarantine default: on in debug builds, unless `PAGURUS_STACK_QUARANTINE` says otherwise.
-pub(crate) fn default_enabled() -> bool {
-    match std::env::var("PAGURUS_STACK_QUARANTINE").as_deref() {
-        Ok("1") | Ok("true") | Ok("on") => true,
-        Ok("0") | Ok("false") | Ok("off") => false,
-        _ => cfg!(debug_assertions),
+/// The accepted values of `PAGURUS_STACK_QUARANTINE` (case and surrounding blanks ignored).
+const ACCEPTED: &str = "1, 0, true, false, on, off";
+
+/// The quarantine default: `PAGURUS_STACK_QUARANTINE` if set, else on in debug builds. A value
+/// that is not one of [`ACCEPTED`] is an `InvalidInput` error naming the variable and listing
+/// them (it used to run as if unset).
+pub(crate) fn default_enabled() -> io::Result<bool> {
+    const VAR: &str = "PAGURUS_STACK_QUARANTINE";
+    let bad = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{VAR} is {what}: expected one of {ACCEPTED} (unset: on in debug builds)"),
+        )
+    };
+    match std::env::var(VAR) {
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "on" => Ok(true),
+            "0" | "false" | "off" => Ok(false),
+            _ => Err(bad(&format!("{value:?}"))),
+        },
+        Err(std::env::VarError::NotPresent) => Ok(cfg!(debug_assertions)),
+        Err(std::env::VarError::NotUnicode(_)) => Err(bad("not valid UTF-8")),
     }
 }
 

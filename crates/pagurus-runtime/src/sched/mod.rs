@@ -198,7 +198,8 @@ impl Builder {
     /// it (one kept in the heap, a global or another thread, which the move cannot fix) faults
     /// and is reported with the coroutine and the instruction, instead of reading whatever reused
     /// the memory. Default: on in debug builds, off in release; the environment variable
-    /// `PAGURUS_STACK_QUARANTINE=1` (or `0`) overrides the default.
+    /// `PAGURUS_STACK_QUARANTINE` (`1`, `0`, `true`, `false`, `on`, `off`) overrides the default,
+    /// and any other value makes `build` fail with `InvalidInput`.
     pub fn stack_quarantine(mut self, on: bool) -> Builder {
         self.stack_quarantine = Some(on);
         self
@@ -247,13 +248,15 @@ impl Builder {
             None => AtomicMode::new(crate::ffi_mode::mode_from_env()?, self.max_stack_size)
                 .map_err(|e| invalid("PAGURUS_FFI_MODE:", &e.to_string()))?,
         };
+        let stack_quarantine = match self.stack_quarantine {
+            Some(on) => on,
+            None => crate::grow::quarantine::default_enabled()?,
+        };
         let config = Config {
             initial_stack_size: self.initial_stack_size,
             max_stack_size: self.max_stack_size,
             stack_pool_bytes: self.stack_pool_bytes,
-            stack_quarantine: self
-                .stack_quarantine
-                .unwrap_or_else(crate::grow::quarantine::default_enabled),
+            stack_quarantine,
         };
         // Code loaded since the last runtime started needs its unwind information known before
         // a coroutine may grow through its frames (the fault handler cannot look it up).
