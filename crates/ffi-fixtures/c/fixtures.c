@@ -1,4 +1,5 @@
 /* C functions for the foreign-call tests and benchmarks of pagurus. */
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -39,4 +40,10 @@ int pf_wait_flag(volatile int *flag, int timeout_ms) {
         nanosleep(&ms, NULL);
     }
     return *flag != 0;
+}
+
+/* Fails the way C library functions do: sets errno to `err` and returns -1. */
+int pf_fail_with_errno(int err) {
+    errno = err;
+    return -1;
 }

@@ -45,7 +45,9 @@ pub(crate) use pool::{Registration, StackPool, give_back, register_pool, take};
 pub(crate) use running::{StackSlot, running, set_running};
 pub use running::{StackInfo, current, ensure, remaining};
 pub use system::{SYSTEM_STACK_SIZE, on_system_stack};
-pub(crate) use system::{on_system_stack_active, system_stack_guard_contains};
+pub(crate) use system::{
+    on_system_stack_active, prepare_system_stack, system_stack_guard_contains,
+};
 
 use std::io;
 

@@ -137,6 +137,18 @@ unsafe extern "sysv64-unwind" fn run<F: FnOnce() -> R, R>(data: *mut u8) {
     call.out.write(f());
 }
 
+/// Maps this thread's system stack now if it is not yet, so that a later [`on_system_stack`]
+/// switches at once. Mapping it runs on the caller's stack and needs more of it than the switch:
+/// a caller whose coroutine stack cannot move for a while (an offloaded call pins it) prepares
+/// first.
+///
+/// # Panics
+///
+/// When the system stack cannot be mapped (out of memory).
+pub(crate) fn prepare_system_stack() {
+    system_stack_top();
+}
+
 /// Whether this thread runs on its system stack now (where suspending is forbidden).
 #[inline]
 pub(crate) fn on_system_stack_active() -> bool {
