@@ -238,7 +238,9 @@ where
             // Read before anything else can change it: what the call left is what the caller
             // sees.
             // SAFETY: __errno_location returns this thread's errno slot.
-            signal.errno.store(unsafe { *libc::__errno_location() }, Relaxed);
+            signal
+                .errno
+                .store(unsafe { *libc::__errno_location() }, Relaxed);
             let out_ptr = out_ptr;
             // SAFETY: the caller's frame owns `out` and does not touch it before `done` is set;
             // it cannot leave that frame earlier (it waits uncancellably), so the slot is alive.
