@@ -47,6 +47,7 @@ pub use running::{StackInfo, current, ensure, remaining};
 pub use system::{SYSTEM_STACK_SIZE, on_system_stack};
 pub(crate) use system::{
     on_system_stack_active, prepare_system_stack, system_stack_guard_contains,
+    system_stack_jumped_guard,
 };
 
 use std::io;
