@@ -219,7 +219,9 @@ fn a_call_that_cannot_get_a_thread_runs_inline() {
 fn offload_with_at_most(target: usize, depth: u32) -> u64 {
     let pad = std::hint::black_box([depth as u8; 48]);
     if pagurus::stack::remaining().unwrap() > target {
-        return offload_with_at_most(target, depth + 1) + u64::from(pad[7] & 0);
+        let got = offload_with_at_most(target, depth + 1);
+        std::hint::black_box(pad);
+        return got;
     }
     let local = std::hint::black_box([depth as u64; 4]);
     pagurus::offload::run(|| local.iter().sum::<u64>() / 4) - u64::from(depth)
