@@ -346,8 +346,26 @@ fn drop_under_waiters(rt: Runtime, rng: &mut Rng) -> Result<u64, String> {
     Ok(n as u64 + 1)
 }
 
-/// Waits for ever in the way `kind` says, after counting itself in `parked`.
+/// Waits in the way `kind` says, after counting itself in `parked`, then sleeps for ever.
+///
+/// The second wait matters: dropping a runtime is not one instant for all its workers. A mutex
+/// waiter whose worker has not yet seen the shutdown may be handed the lock by the holder's
+/// cancellation on another worker and go on normally (design.md: a waiter already handed the lock
+/// completes, and is cancelled at its next park). What every coroutine here must do is unwind at
+/// its next park, never finish.
 fn park_forever(
+    kind: u64,
+    lock: &Mutex<u64>,
+    none: &Semaphore,
+    never: &WaitGroup,
+    parked: &AtomicUsize,
+) {
+    wait_once(kind, lock, none, never, parked);
+    pagurus::time::sleep(Duration::from_secs(3600));
+}
+
+/// The first wait of [`park_forever`].
+fn wait_once(
     kind: u64,
     lock: &Mutex<u64>,
     none: &Semaphore,

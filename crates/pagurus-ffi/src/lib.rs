@@ -26,6 +26,11 @@
 //! Declaring foreign functions with [`foreign!`] makes every call go through the mode, the way
 //! every `C.f()` in Go goes through `cgocall`.
 //!
+//! `errno` after a call is what the call left, in every mode: `Offload` carries it back from the
+//! pool thread, as cgo does for `r, err := C.f()`. An offloaded call below the pool's cap of 512
+//! threads never waits for another call; one that cannot get a thread at all (none can be
+//! started) runs inline, on the caller's system stack.
+//!
 //! # Callbacks
 //!
 //! C code may call back into Rust in every mode. In `Switch` mode the callback runs on the system
