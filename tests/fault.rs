@@ -286,3 +286,111 @@ fn growth_through_code_without_valid_cfi_aborts_with_the_frame() {
         ],
     );
 }
+
+/// Burns stack until at most `target` bytes are left, then sends `sig` to thread `tid` of
+/// process `pid` from there, with a bare system call: the signal is delivered as the call
+/// returns, with the stack pointer of this frame (no further frame, no libc call: those would
+/// need stack, and grow it first).
+#[inline(never)]
+fn signal_self_with_at_most(target: usize, pid: libc::pid_t, tid: libc::pid_t, sig: libc::c_int) {
+    let pad = black_box([0u8; 48]);
+    if pagurus::stack::remaining().unwrap() > target {
+        signal_self_with_at_most(target, pid, tid, sig);
+    } else {
+        // SAFETY: tgkill with our own ids; the asm touches no memory.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") libc::SYS_tgkill => _,
+                in("rdi") pid as usize,
+                in("rsi") tid as usize,
+                in("rdx") sig as usize,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            )
+        };
+    }
+    black_box(pad);
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// A signal whose handler was installed without `SA_ONSTACK` arrives while a coroutine's stack
+/// has less room than the kernel's signal frame: the kernel cannot push the frame and sends a
+/// SIGSEGV of its own (`SI_KERNEL`, address 0), and the signal is lost. The process aborts with a
+/// message naming the cause (issue 12, defect 13: it went on without its signal, or died
+/// silently when a later fault met the default action).
+#[test]
+fn a_signal_handler_without_sa_onstack_is_named_when_its_frame_does_not_fit() {
+    let Some(out) = in_child(
+        "a_signal_handler_without_sa_onstack_is_named_when_its_frame_does_not_fit",
+        "sa_onstack",
+    ) else {
+        // SAFETY: a zeroed sigaction is "no flags, empty mask"; the handler has the plain
+        // signature and does nothing.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as *const () as usize;
+            assert_eq!(
+                libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+                0
+            );
+        }
+        let rt = pagurus::Runtime::builder().workers(1).build().unwrap();
+        rt.block_on(|| {
+            pagurus::spawn(|| {
+                // SAFETY: plain system calls without arguments.
+                let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+                // Less than the kernel's signal frame (over 1 KiB with the vector registers).
+                signal_self_with_at_most(1024, pid, tid, libc::SIGUSR1);
+            })
+            .join()
+            .unwrap()
+        });
+        unreachable!("the signal frame cannot fit in the last KiB of the stack");
+    };
+    assert_died_of(
+        &out,
+        libc::SIGABRT,
+        &[
+            "pagurus: SIGSEGV from the kernel, not from a memory access",
+            "while coroutine ",
+            "installed without SA_ONSTACK",
+        ],
+    );
+}
+
+/// A C frame larger than the system stack and its guard together, entered without stack probes
+/// in `Switch` mode, moves the stack pointer below the guard; its first store faults there (or,
+/// were that memory mapped, would overwrite it). Reported with a message naming the cause; it
+/// used to be a bare SIGSEGV (issue 12, defect 13).
+#[test]
+fn an_unprobed_frame_that_jumps_the_system_stack_guard_is_named() {
+    let Some(out) = in_child(
+        "an_unprobed_frame_that_jumps_the_system_stack_guard_is_named",
+        "system_jump",
+    ) else {
+        let rt = pagurus::Runtime::builder()
+            .workers(1)
+            .ffi_mode(pagurus::ffi::Mode::Switch)
+            .build()
+            .unwrap();
+        // SAFETY: the fixture has no preconditions (its frame is the point).
+        rt.block_on(|| {
+            pagurus::spawn(|| unsafe { pagurus_ffi_fixtures::ffi::pf_unprobed_14m(1) })
+                .join()
+                .unwrap()
+        });
+        unreachable!("a 14 MiB frame cannot fit on the 8 MiB system stack");
+    };
+    assert_died_of(
+        &out,
+        libc::SIGABRT,
+        &[
+            "pagurus: on the system stack (8388608 bytes above a 4194304-byte guard)",
+            "bytes below the guard: a single frame larger than stack and guard together",
+            "-fstack-clash-protection",
+        ],
+    );
+}

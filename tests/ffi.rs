@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::SeqCst};
 
 use pagurus::ffi::{self, Mode};
 use pagurus::{Runtime, stack};
-use pagurus_ffi_fixtures::ffi::{pf_add, pf_callback, pf_unprobed_64k, pf_use_stack, pf_wait_flag};
+use pagurus_ffi_fixtures::ffi::{
+    pf_add, pf_callback, pf_fail_with_errno, pf_unprobed_64k, pf_use_stack, pf_wait_flag,
+};
 use pagurus_ffi_fixtures::{unprobed_64k_expected, use_stack_expected};
 
 pagurus::ffi::foreign! {
@@ -190,7 +192,7 @@ fn modes_switch_per_call_and_at_any_time() {
     let modes = rt.block_on(|| {
         pagurus::spawn(|| {
             let mut modes = vec![ffi::default_mode()];
-            ffi::set_default_mode(Mode::Switch);
+            ffi::set_default_mode(Mode::Switch).unwrap();
             modes.push(ffi::default_mode());
             // A per-call mode does not change the default.
             let on_system = ffi::call_with(Mode::Switch, || stack::current().is_none());
@@ -212,5 +214,40 @@ fn outside_coroutines_every_mode_calls_directly() {
     for mode in ALL_MODES {
         // SAFETY: pf_add has no preconditions.
         assert_eq!(ffi::call_with(mode, || unsafe { pf_add(1, 2) }), 3);
+    }
+}
+
+/// `errno` set by a foreign call is what the caller reads after it, in every mode, as with cgo's
+/// `r, err := C.f()`. Offload runs the call on a pool thread, whose `errno` the runtime carries
+/// back (issue 12, defect 10: it was lost); the other modes run on the caller's thread.
+#[test]
+fn errno_set_by_a_foreign_call_reaches_the_caller_in_every_mode() {
+    fn errno() -> Option<i32> {
+        std::io::Error::last_os_error().raw_os_error()
+    }
+    for mode in ALL_MODES {
+        let got = in_coroutine(mode, || {
+            let mut seen = Vec::new();
+            for err in [libc::EDOM, libc::ERANGE, libc::EINTR] {
+                // SAFETY: the fixture only sets errno.
+                let r = unsafe { pf_fail_with_errno(err) };
+                seen.push((r, errno()));
+            }
+            // A libc call through ffi::call: close(-1) fails with EBADF.
+            // SAFETY: closing an invalid descriptor touches nothing.
+            let r = ffi::call(|| unsafe { libc::close(-1) });
+            seen.push((r, errno()));
+            seen
+        });
+        assert_eq!(
+            got,
+            [
+                (-1, Some(libc::EDOM)),
+                (-1, Some(libc::ERANGE)),
+                (-1, Some(libc::EINTR)),
+                (-1, Some(libc::EBADF)),
+            ],
+            "{mode}"
+        );
     }
 }

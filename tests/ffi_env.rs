@@ -32,6 +32,23 @@ fn ffi_mode_from_the_environment() {
     assert!(msg.contains("switch, direct, reserve:<size>"), "{msg}");
     assert!(msg.contains("offload"), "{msg}");
 
+    // 2^62 bytes: parsed, but more than any stack may have. It was stored as `bytes << 2` and
+    // became `Reserve { bytes: 0 }`; now `build` refuses it, naming the variable and the range.
+    // SAFETY: as above.
+    unsafe { std::env::set_var("PAGURUS_FFI_MODE", "reserve:4294967296g") };
+    let err = Runtime::builder().workers(1).build().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    let msg = err.to_string();
+    assert!(msg.contains("PAGURUS_FFI_MODE"), "{msg}");
+    assert!(
+        msg.contains("Reserve { bytes: 4611686018427387904 }"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("at most half of max_stack_size (536870912 bytes)"),
+        "{msg}"
+    );
+
     // SAFETY: as above.
     unsafe { std::env::remove_var("PAGURUS_FFI_MODE") };
     let rt = Runtime::builder().workers(1).build().unwrap();

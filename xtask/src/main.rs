@@ -1,5 +1,9 @@
 //! `cargo xtask <task>`: project chores that need more than one cargo command.
 //!
+//! - `soak [--minutes N] [--seconds N] [--seed S]`: builds and runs `examples/soak.rs` (release)
+//!   for the given time, default one minute: random mixes of growth, yields, spawns, panics,
+//!   locks, timers and foreign calls with runtimes dropped mid-flight, checking results, `stats()`
+//!   and that memory and descriptors stay flat (see `soak.rs`). CI runs one minute.
 //! - `layers`: checks that each module of `pagurus-runtime` imports only from the layers below it
 //!   (the diagram at the top of its `lib.rs`; see `layers.rs`). Fails listing `file:line`.
 //! - `bench [--quick] [FILTER]`: runs the criterion benchmarks under `benches/`, then:
@@ -24,6 +28,7 @@ mod net;
 mod layers;
 mod report;
 mod rows;
+mod soak;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -52,6 +57,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("soak") => match soak::run(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("xtask soak: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Some("layers") => match layers::run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -60,7 +72,10 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: cargo xtask bench [--quick] [FILTER] | cargo xtask bench net [--quick] | cargo xtask layers");
+            eprintln!(
+                "usage: cargo xtask bench [--quick] [FILTER] | cargo xtask bench net [--quick] | \
+                 cargo xtask layers | cargo xtask soak [--minutes N] [--seconds N] [--seed S]"
+            );
             ExitCode::from(2)
         }
     }

@@ -1,4 +1,5 @@
 /* C functions for the foreign-call tests and benchmarks of pagurus. */
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -39,4 +40,19 @@ int pf_wait_flag(volatile int *flag, int timeout_ms) {
         nanosleep(&ms, NULL);
     }
     return *flag != 0;
+}
+
+/* Fails the way C library functions do: sets errno to `err` and returns -1. */
+int pf_fail_with_errno(int err) {
+    errno = err;
+    return -1;
+}
+
+/* One 14 MiB frame entered without stack probes: larger than a system stack (8 MiB) and its
+ * guard (4 MiB) together, so its first store lands below the guard. Returns seed + 1. */
+int64_t pf_unprobed_14m(int64_t seed) {
+    volatile char buf[14 << 20];
+    buf[0] = (char)seed;
+    buf[sizeof buf - 1] = 1;
+    return seed + buf[sizeof buf - 1] + (buf[0] - (char)seed);
 }

@@ -21,6 +21,11 @@ pub mod ffi {
             pub fn pf_callback(cb: extern "C" fn(i64) -> i64, x: i64) -> i64;
             /// Blocks until `*flag != 0` or `timeout_ms` pass; returns whether the flag was seen.
             pub fn pf_wait_flag(flag: *const AtomicI32, timeout_ms: c_int) -> c_int;
+            /// A 14 MiB frame entered without stack probes (more than a system stack and its
+            /// guard); returns `seed + 1`.
+            pub fn pf_unprobed_14m(seed: i64) -> i64;
+            /// Sets `errno` to `err` and returns -1, as failing C library functions do.
+            pub fn pf_fail_with_errno(err: c_int) -> c_int;
         }
     }
 }

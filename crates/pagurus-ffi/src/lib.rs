@@ -26,6 +26,11 @@
 //! Declaring foreign functions with [`foreign!`] makes every call go through the mode, the way
 //! every `C.f()` in Go goes through `cgocall`.
 //!
+//! `errno` after a call is what the call left, in every mode: `Offload` carries it back from the
+//! pool thread, as cgo does for `r, err := C.f()`. An offloaded call below the pool's cap of 512
+//! threads never waits for another call; one that cannot get a thread at all (none can be
+//! started) runs inline, on the caller's system stack.
+//!
 //! # Callbacks
 //!
 //! C code may call back into Rust in every mode. In `Switch` mode the callback runs on the system
@@ -131,8 +136,10 @@ unsafe impl<T> Send for AssertSend<T> {}
 /// let rt = pagurus_runtime::Runtime::builder().ffi_mode(Mode::Direct).build().unwrap();
 /// rt.block_on(|| {
 ///     assert_eq!(default_mode(), Mode::Direct);
-///     set_default_mode(Mode::Reserve { bytes: 1 << 20 });
+///     set_default_mode(Mode::Reserve { bytes: 1 << 20 }).unwrap();
 ///     assert_eq!(default_mode(), Mode::Reserve { bytes: 1 << 20 });
+///     // More than half the runtime's max_stack_size (1 GiB by default) is refused.
+///     assert!(set_default_mode(Mode::Reserve { bytes: 1 << 30 }).is_err());
 /// });
 /// ```
 #[inline]
@@ -142,7 +149,10 @@ pub fn default_mode() -> Mode {
 
 /// Changes the mode of the runtime the caller runs in, from now on, for every call that does not
 /// name one; outside any runtime, the process-wide mode of calls made outside runtimes.
-pub fn set_default_mode(mode: Mode) {
+///
+/// Fails with `InvalidInput`, changing nothing, for a `Reserve` of more than half the runtime's
+/// `max_stack_size` (no call could get it).
+pub fn set_default_mode(mode: Mode) -> std::io::Result<()> {
     pagurus_runtime::ffi_mode::set_current(mode)
 }
 

@@ -234,6 +234,64 @@ pub(crate) fn system_stack_overflow(size: usize) -> ! {
     })
 }
 
+/// The kernel could not deliver a signal on a coroutine's stack (or a general-protection fault
+/// happened there): a SIGSEGV with `si_code` `SI_KERNEL` and no address while the coroutine's
+/// stack pointer `sp` was `room` bytes above the end of its stack. The signal is lost by then, so
+/// the process cannot go on as if nothing happened. Async-signal-safe.
+pub(crate) fn signal_frame_did_not_fit(who: Who, sp: usize, room: usize, size: usize) -> ! {
+    report(
+        |buf| {
+            let _ = write!(
+                buf,
+                "pagurus: SIGSEGV from the kernel, not from a memory access (si_code SI_KERNEL, \
+                 address 0), while {who} ran with its stack pointer at {sp:#x}, {room} bytes \
+                 above the end of its {size}-byte stack. "
+            );
+        },
+        |_| {},
+        |buf| {
+            let _ = writeln!(
+                buf,
+                "Most likely a signal arrived whose handler was installed without SA_ONSTACK: \
+                 the kernel pushes such a handler's frame onto the coroutine's stack, which had \
+                 no room for it and cannot grow for the kernel, and the signal is lost. Install \
+                 signal handlers with SA_ONSTACK (pagurus gives every thread that runs \
+                 coroutines a 256 KiB alternate signal stack), or block the signal on those \
+                 threads. (A general-protection fault, such as a misaligned SSE access, looks the \
+                 same.)"
+            );
+        },
+    )
+}
+
+/// Code on this thread's system stack moved the stack pointer past the system stack's guard
+/// (`below` bytes below the guard's start): a single frame larger than guard and stack together,
+/// entered without stack probes. Async-signal-safe.
+pub(crate) fn system_stack_jumped_guard(sp: usize, below: usize, size: usize, guard: usize) -> ! {
+    report(
+        |buf| {
+            let _ = write!(
+                buf,
+                "pagurus: on the system stack ({size} bytes above a {guard}-byte guard), the \
+                 stack pointer ({sp:#x}) jumped {below} bytes below the guard: a single frame \
+                 larger than stack and guard together, entered without stack probes (C built \
+                 without -fstack-clash-protection), in a foreign call in Switch mode or in \
+                 pagurus::stack::on_system_stack. "
+            );
+        },
+        |_| {},
+        |buf| {
+            let _ = writeln!(
+                buf,
+                "Had that memory been mapped, it would have been overwritten silently. Build \
+                 such code with -fstack-clash-protection, or run it on a thread of its own whose \
+                 stack is large enough (std::thread::Builder::stack_size; Offload mode's 8 MiB \
+                 pool threads are no larger)."
+            );
+        },
+    )
+}
+
 /// A stack was about to move while something outside it still points into it (the context is
 /// pinned: an offloaded call borrows it). Moving would leave that pointer stale, so stop here.
 /// Async-signal-safe.

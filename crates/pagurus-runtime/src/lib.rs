@@ -46,5 +46,5 @@ pub mod sync;
 pub mod time;
 
 pub use coroutine::Cancelled;
-pub use sched::{Builder, JoinHandle, Runtime, run, spawn, yield_now};
+pub use sched::{Builder, JoinHandle, MAX_WORKERS, Runtime, run, spawn, yield_now};
 pub use stats::{Stats, stats};

@@ -62,8 +62,10 @@ pub struct Suspender {
 }
 
 impl Coroutine<'static> {
-    /// A coroutine that will run `f` on a stack of `stack_size` bytes (a power of two, at least
-    /// one page; the stack is mapped now and unmapped when the coroutine finishes or drops).
+    /// A coroutine that will run `f` on a stack of `stack_size` bytes (a power of two from one
+    /// page to 16 TiB; the stack is mapped now and unmapped when the coroutine finishes or
+    /// drops). Fails with `InvalidInput` for a size out of that range or an invalid
+    /// `PAGURUS_STACK_QUARANTINE`, and with the OS error when the stack cannot be mapped.
     ///
     /// `f` must be `'static`: a closure borrowing the creator's locals would keep their
     /// addresses on the heap, and when the creator runs on a coroutine stack that grows (moves),
@@ -113,6 +115,7 @@ impl<'a> Coroutine<'a> {
         F: FnOnce(&Suspender) + 'a,
     {
         validate_stack_size("stack_size", stack_size)?;
+        let quarantine = quarantine::default_enabled()?;
         fault::prepare_thread();
         let stack = Stack::new(stack_size)?;
         let inner = Box::new(Inner {
@@ -124,7 +127,7 @@ impl<'a> Coroutine<'a> {
         let data = &*inner as *const Inner<'_> as *const ();
         let limits = GrowthLimits {
             max_size: DEFAULT_MAX_STACK_SIZE,
-            quarantine: quarantine::default_enabled(),
+            quarantine,
         };
         // SAFETY: the context is fresh and lives on the heap, where it stays until `drop`;
         // `data` is the Inner that `run_body` expects.

@@ -29,9 +29,17 @@ pub struct Stats {
     /// Coroutines created and not yet finished or dropped.
     pub live: u64,
     /// Usable bytes of every stack currently mapped, in use or pooled (guard regions excluded).
+    /// Quarantined old stacks are not in use and not reusable: they are counted apart, in
+    /// `stack_bytes_quarantined`.
     pub stack_bytes_reserved: usize,
     /// Usable bytes of the stacks sitting in pools, ready for reuse.
     pub stack_bytes_pooled: usize,
+    /// Usable bytes of the old stacks coroutines moved out of that sit in the stale-pointer
+    /// quarantine (`Builder::stack_quarantine`, on by default in debug builds): still mapped, so
+    /// that a stale pointer into them faults, but with their pages released and access revoked,
+    /// so they hold no memory. At most the last 64 such stacks of the process; they stay after
+    /// every runtime is gone.
+    pub stack_bytes_quarantined: usize,
     /// Stack mappings created so far; flat while pools serve every spawn.
     pub stack_maps: u64,
     /// Times a coroutine's stack was moved to a larger one.
@@ -56,6 +64,7 @@ static RETIRED: Counters = Counters {
     pooled: AtomicUsize::new(0),
 };
 static RESERVED: AtomicUsize = AtomicUsize::new(0);
+static QUARANTINED: AtomicUsize = AtomicUsize::new(0);
 static MAPS: AtomicU64 = AtomicU64::new(0);
 static IDS: AtomicU64 = AtomicU64::new(0);
 static GROWTHS: AtomicU64 = AtomicU64::new(0);
@@ -78,6 +87,7 @@ pub fn stats() -> Stats {
         live: spawned.saturating_sub(finished),
         stack_bytes_reserved: RESERVED.load(Relaxed),
         stack_bytes_pooled: sum(|c| c.pooled.load(Relaxed) as u64) as usize,
+        stack_bytes_quarantined: QUARANTINED.load(Relaxed),
         stack_maps: MAPS.load(Relaxed),
         growths: GROWTHS.load(Relaxed),
         bytes_copied: BYTES_COPIED.load(Relaxed),
@@ -142,6 +152,18 @@ pub(crate) fn stack_mapped(size: usize) {
 
 pub(crate) fn stack_unmapped(size: usize) {
     RESERVED.fetch_sub(size, Relaxed);
+}
+
+/// A stack moved out of went to the quarantine: no longer reserved, counted apart.
+/// Async-signal-safe (relaxed atomics).
+pub(crate) fn stack_quarantined(size: usize) {
+    RESERVED.fetch_sub(size, Relaxed);
+    QUARANTINED.fetch_add(size, Relaxed);
+}
+
+/// A quarantined stack was evicted and unmapped. Async-signal-safe.
+pub(crate) fn quarantined_stack_unmapped(size: usize) {
+    QUARANTINED.fetch_sub(size, Relaxed);
 }
 
 /// A stack moved, copying `bytes`. Async-signal-safe (two relaxed atomic adds).

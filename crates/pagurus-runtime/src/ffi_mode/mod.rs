@@ -20,7 +20,7 @@ pub use mode::Mode;
 
 /// The mode of calls made outside any runtime (where it rarely matters: there is no coroutine
 /// stack to protect).
-static OUTSIDE: AtomicMode = AtomicMode::new_switch();
+static OUTSIDE: AtomicMode = AtomicMode::new_outside();
 
 thread_local! {
     /// The mode word of the runtime this thread runs coroutines for; null outside runtimes.
@@ -67,8 +67,11 @@ pub fn current() -> Mode {
 
 /// Sets the mode of the runtime the caller runs in, for every later call that does not name its
 /// own; outside any runtime, the mode of calls made outside runtimes.
-pub fn set_current(mode: Mode) {
-    word().store(mode);
+///
+/// Fails with `InvalidInput`, changing nothing, for a `Reserve` larger than half the runtime's
+/// `max_stack_size` (a call could never get it).
+pub fn set_current(mode: Mode) -> std::io::Result<()> {
+    word().store(mode)
 }
 
 #[cfg(test)]
@@ -77,13 +80,13 @@ mod tests {
 
     #[test]
     fn the_registered_word_wins_until_the_registration_drops() {
-        let runtime = AtomicMode::new(Mode::Direct);
+        let runtime = AtomicMode::new(Mode::Direct, 1 << 20).unwrap();
         let outside = current();
         {
             // SAFETY: `runtime` outlives the registration, dropped on this thread.
             let _registered = unsafe { register(&runtime) };
             assert_eq!(current(), Mode::Direct);
-            set_current(Mode::Offload);
+            set_current(Mode::Offload).unwrap();
             assert_eq!(runtime.load(), Mode::Offload);
         }
         assert_eq!(current(), outside, "the word outside runtimes was not touched");

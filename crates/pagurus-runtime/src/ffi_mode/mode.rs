@@ -78,26 +78,80 @@ impl fmt::Display for Mode {
     }
 }
 
-/// A [`Mode`] in one atomic word: the variant in the low two bits, `Reserve`'s bytes above.
+/// A [`Mode`] in one atomic word (the variant in the low two bits, `Reserve`'s bytes above),
+/// with the largest `Reserve` its runtime accepts.
+///
+/// Every mode stored is checked against that bound first, and the bound is far below what the
+/// word holds, so the encoding never drops bits: a `Reserve` too large for the word was once
+/// stored as `bytes << 2` and came back as `Reserve { bytes: 0 }`.
 #[derive(Debug)]
-pub(crate) struct AtomicMode(AtomicU64);
+pub(crate) struct AtomicMode {
+    word: AtomicU64,
+    /// The largest `Reserve` accepted: half the runtime's `max_stack_size`, or [`ENCODABLE`]
+    /// for the word of calls made outside runtimes.
+    max_reserve: usize,
+}
+
+/// The largest `Reserve` the word can hold.
+const ENCODABLE: usize = (u64::MAX >> 2) as usize;
+
+/// The largest `Reserve` a runtime whose stacks grow to `max_stack_size` accepts: half of it, so
+/// that the reserved bytes and the caller's own frames fit in a stack of the largest size (a
+/// larger one aborted at the first call).
+pub(crate) const fn max_reserve(max_stack_size: usize) -> usize {
+    max_stack_size / 2
+}
 
 impl AtomicMode {
-    pub(crate) const fn new_switch() -> AtomicMode {
-        AtomicMode(AtomicU64::new(0))
+    /// The word of calls made outside runtimes: `Switch`, any `Reserve` the word can hold (the
+    /// mode changes nothing there: there is no coroutine stack).
+    pub(crate) const fn new_outside() -> AtomicMode {
+        AtomicMode {
+            word: AtomicU64::new(0),
+            max_reserve: ENCODABLE,
+        }
     }
 
-    pub(crate) fn new(mode: Mode) -> AtomicMode {
-        AtomicMode(AtomicU64::new(encode(mode)))
+    /// The word of a runtime whose stacks grow to `max_stack_size`, holding `mode`; an
+    /// `InvalidInput` error if `mode` is out of its range.
+    pub(crate) fn new(mode: Mode, max_stack_size: usize) -> io::Result<AtomicMode> {
+        let max_reserve = max_reserve(max_stack_size).min(ENCODABLE);
+        check(mode, max_reserve)?;
+        Ok(AtomicMode {
+            word: AtomicU64::new(encode(mode)),
+            max_reserve,
+        })
     }
 
     #[inline]
     pub(crate) fn load(&self) -> Mode {
-        decode(self.0.load(Relaxed))
+        decode(self.word.load(Relaxed))
     }
 
-    pub(crate) fn store(&self, mode: Mode) {
-        self.0.store(encode(mode), Relaxed);
+    /// Stores `mode`, or leaves the word alone and returns `InvalidInput` when it is out of
+    /// range.
+    pub(crate) fn store(&self, mode: Mode) -> io::Result<()> {
+        check(mode, self.max_reserve)?;
+        self.word.store(encode(mode), Relaxed);
+        Ok(())
+    }
+}
+
+/// Whether `mode` is in the range of a word accepting `Reserve`s up to `max_reserve` bytes.
+fn check(mode: Mode, max_reserve: usize) -> io::Result<()> {
+    match mode {
+        Mode::Reserve { bytes } if bytes > max_reserve => {
+            let bound = if max_reserve == ENCODABLE {
+                format!("at most {ENCODABLE} bytes")
+            } else {
+                format!("at most half of max_stack_size ({max_reserve} bytes)")
+            };
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("Reserve {{ bytes: {bytes} }} is out of range: {bound}"),
+            ))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -106,7 +160,10 @@ fn encode(mode: Mode) -> u64 {
         Mode::Switch => 0,
         Mode::Direct => 1,
         Mode::Offload => 2,
-        Mode::Reserve { bytes } => 3 | ((bytes as u64) << 2),
+        Mode::Reserve { bytes } => {
+            debug_assert!(bytes <= ENCODABLE, "checked before it is encoded");
+            3 | ((bytes as u64) << 2)
+        }
     }
 }
 
@@ -155,6 +212,8 @@ mod tests {
             let parsed: Mode = text.parse().unwrap();
             assert_eq!(parsed, mode, "{text}");
             assert_eq!(decode(encode(mode)), mode);
+            let word = AtomicMode::new(mode, 1 << 31).unwrap();
+            assert_eq!(word.load(), mode);
             assert_eq!(parsed.to_string().parse::<Mode>().unwrap(), mode);
         }
         for bad in [
@@ -172,5 +231,37 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn out_of_range_reserves_are_refused_not_truncated() {
+        let outside = AtomicMode::new_outside();
+        for bytes in [1usize << 62, usize::MAX] {
+            let err = outside.store(Mode::Reserve { bytes }).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert_eq!(
+                outside.load(),
+                Mode::Switch,
+                "a refused mode changes nothing"
+            );
+        }
+        outside.store(Mode::Reserve { bytes: ENCODABLE }).unwrap();
+        assert_eq!(outside.load(), Mode::Reserve { bytes: ENCODABLE });
+
+        let err = AtomicMode::new(
+            Mode::Reserve {
+                bytes: (1 << 19) + 1,
+            },
+            1 << 20,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("at most half of max_stack_size (524288 bytes)"),
+            "{err}"
+        );
+        let word = AtomicMode::new(Mode::Reserve { bytes: 1 << 19 }, 1 << 20).unwrap();
+        assert!(word.store(Mode::Reserve { bytes: 1 << 62 }).is_err());
+        assert_eq!(word.load(), Mode::Reserve { bytes: 1 << 19 });
     }
 }

@@ -49,6 +49,7 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Once, OnceLock};
 
 use super::frames::Regs;
@@ -79,6 +80,9 @@ fn install() {
         #[cfg(panic = "unwind")]
         warm_unwinder();
         crate::arch::prepare_signal_context();
+        // SAFETY: getauxval reads the process's auxiliary vector; 0 means "not there".
+        let frame = unsafe { libc::getauxval(AT_MINSIGSTKSZ) } as usize;
+        SIGNAL_FRAME_ROOM.store(RED_ZONE + frame.max(MINSIGSTKSZ), Relaxed);
         let previous = Previous {
             segv: current_action(libc::SIGSEGV),
             bus: current_action(libc::SIGBUS),
@@ -206,12 +210,71 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ucontext: *
                 let pc = unsafe { SignalContext::from_raw(ucontext) }.pc();
                 fatal::stale_pointer(Who(id), addr, pc, |out| super::symbol::describe(pc, out))
             }
-            None => chain(sig, info, ucontext),
+            None => {
+                // SAFETY: as above.
+                let sp = unsafe { SignalContext::from_raw(ucontext) }.sp();
+                // SAFETY: as above; si_code is defined for every signal.
+                let code = unsafe { (*info).si_code };
+                explain_foreign_fault(sig, code, addr, sp, ctx);
+                chain(sig, info, ucontext)
+            }
         },
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
 }
+
+/// Names the two faults that are not growths but happen because of coroutine stacks, before they
+/// are handed on: otherwise they would be bare SIGSEGVs. Async-signal-safe.
+///
+/// - A frame on the system stack that jumped over its guard: the stack pointer lies below the
+///   guard, while the thread is marked as on its system stack. Aborts with a message.
+/// - A signal whose handler was installed without `SA_ONSTACK`, arriving while a coroutine's
+///   stack has less room than the kernel's signal frame: the kernel cannot push the frame and
+///   sends SIGSEGV itself instead (`SI_KERNEL`, address 0), with the coroutine's registers. The
+///   stack cannot grow for the kernel and the signal is lost by then, so this is fatal: aborts
+///   with a message. (Handed on, the SIGSEGV would be ignored by std's handler, which only
+///   handles its own guard pages, and the program would go on without its signal.)
+fn explain_foreign_fault(
+    sig: libc::c_int,
+    code: libc::c_int,
+    addr: usize,
+    sp: usize,
+    ctx: *const Context,
+) {
+    if stack::on_system_stack_active() {
+        if let Some(below) = stack::system_stack_jumped_guard(sp) {
+            fatal::system_stack_jumped_guard(sp, below, stack::SYSTEM_STACK_SIZE, stack::GUARD_SIZE)
+        }
+        return;
+    }
+    if sig != libc::SIGSEGV || code != libc::SI_KERNEL || addr != 0 {
+        return;
+    }
+    // SAFETY: CURRENT holds the context running on this thread (alive), or null.
+    let Some(span) = unsafe { ctx.as_ref() }.and_then(Context::span) else {
+        return;
+    };
+    if !(span.guard_start..span.top).contains(&sp) {
+        return;
+    }
+    let room = sp.saturating_sub(span.bottom);
+    if room < SIGNAL_FRAME_ROOM.load(Relaxed) {
+        // SAFETY: as above (checked non-null by `span`).
+        let id = unsafe { (*ctx).id() };
+        fatal::signal_frame_did_not_fit(Who(id), sp, room, span.size());
+    }
+}
+
+/// Stack a signal frame needs below the stack pointer: the red zone, and the frame itself as the
+/// kernel sizes it (`AT_MINSIGSTKSZ`, which counts the processor's extended state; at least the
+/// classic `MINSIGSTKSZ`). Set when the handler is installed.
+static SIGNAL_FRAME_ROOM: AtomicUsize = AtomicUsize::new(RED_ZONE + MINSIGSTKSZ);
+
+/// The classic minimum signal stack size, for kernels that do not say (`<signal.h>`).
+const MINSIGSTKSZ: usize = 2048;
+/// The auxiliary vector entry with the kernel's signal frame size (`<linux/auxvec.h>`).
+const AT_MINSIGSTKSZ: libc::c_ulong = 51;
 
 fn in_guard(ctx: &Context, addr: usize) -> bool {
     ctx.span().is_some_and(|s| s.guard_contains(addr))

@@ -10,16 +10,21 @@
 //!
 //! The quarantine is a bounded FIFO of [`CAPACITY`] mappings for the whole process; the oldest is
 //! unmapped when a new one arrives. It costs address space and two mappings' worth of
-//! `vm.max_map_count` per entry at most, no memory.
+//! `vm.max_map_count` per entry at most, no memory. Its stacks are counted in
+//! `stats().stack_bytes_quarantined`, not in `stack_bytes_reserved` (they are neither in use nor
+//! pooled), and stay after every runtime is gone.
 //!
 //! On by default in debug builds of this crate, off in release; `Builder::stack_quarantine` and
-//! the `PAGURUS_STACK_QUARANTINE=1|0` environment variable (read when a runtime is built) choose.
+//! the `PAGURUS_STACK_QUARANTINE=1|0` environment variable (read when a runtime is built or a raw
+//! coroutine created; an invalid value is an error there) choose.
 //!
 //! Everything here is async-signal-safe: atomics and system calls only.
 
+use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 
 use crate::stack::Stack;
+use crate::stats;
 
 /// How many old stacks stay quarantined at once.
 pub(crate) const CAPACITY: usize = 64;
@@ -42,12 +47,28 @@ static SLOTS: [Slot; CAPACITY] = [const {
 }; CAPACITY];
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// The quarantine default: on in debug builds, unless `PAGURUS_STACK_QUARANTINE` says otherwise.
-pub(crate) fn default_enabled() -> bool {
-    match std::env::var("PAGURUS_STACK_QUARANTINE").as_deref() {
-        Ok("1") | Ok("true") | Ok("on") => true,
-        Ok("0") | Ok("false") | Ok("off") => false,
-        _ => cfg!(debug_assertions),
+/// The accepted values of `PAGURUS_STACK_QUARANTINE` (case and surrounding blanks ignored).
+const ACCEPTED: &str = "1, 0, true, false, on, off";
+
+/// The quarantine default: `PAGURUS_STACK_QUARANTINE` if set, else on in debug builds. A value
+/// that is not one of [`ACCEPTED`] is an `InvalidInput` error naming the variable and listing
+/// them (it used to run as if unset).
+pub(crate) fn default_enabled() -> io::Result<bool> {
+    const VAR: &str = "PAGURUS_STACK_QUARANTINE";
+    let bad = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{VAR} is {what}: expected one of {ACCEPTED} (unset: on in debug builds)"),
+        )
+    };
+    match std::env::var(VAR) {
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "on" => Ok(true),
+            "0" | "false" | "off" => Ok(false),
+            _ => Err(bad(&format!("{value:?}"))),
+        },
+        Err(std::env::VarError::NotPresent) => Ok(cfg!(debug_assertions)),
+        Err(std::env::VarError::NotUnicode(_)) => Err(bad("not valid UTF-8")),
     }
 }
 
@@ -55,6 +76,8 @@ pub(crate) fn default_enabled() -> bool {
 /// the oldest entry if the FIFO is full. Async-signal-safe.
 pub(crate) fn admit(stack: Stack, id: u64) {
     let (start, len, size) = stack.into_raw();
+    // Not in use, not reusable: counted apart from the reserved bytes from now on.
+    stats::stack_quarantined(size);
     // SAFETY: the mapping is ours (just released by `into_raw`); releasing its pages and revoking
     // access affects nothing else: the coroutine already runs on its new stack.
     unsafe {
@@ -73,7 +96,8 @@ pub(crate) fn admit(stack: Stack, id: u64) {
     if old_len != 0 {
         // SAFETY: the evicted range was a whole stack mapping given to us by `into_raw`, and no
         // one else unmaps it.
-        unsafe { Stack::unmap_raw(old_start, old_len, old_size) };
+        unsafe { Stack::unmap_raw(old_start, old_len) };
+        stats::quarantined_stack_unmapped(old_size);
     }
 }
 

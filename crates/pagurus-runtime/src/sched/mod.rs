@@ -46,8 +46,14 @@ use worker::{Msg, WorkerCore, WorkerHandle};
 use crate::coroutine::{Cancelled, Context, Suspend, current_context, suspend};
 use crate::ffi_mode::{AtomicMode, Mode};
 use crate::stack::{
-    DEFAULT_MAX_STACK_SIZE, DEFAULT_POOL_BYTES, PAGE_SIZE, StackPool, validate_stack_size,
+    DEFAULT_MAX_STACK_SIZE, DEFAULT_POOL_BYTES, MAX_STACK_SIZE_LIMIT, PAGE_SIZE, StackPool,
+    validate_stack_size,
 };
+
+/// The most worker threads a runtime accepts. Each is an OS thread with its own poller, queues
+/// and stack pool; far beyond any machine's useful parallelism, far below what exhausts memory
+/// (`workers(1 << 28)` once aborted allocating its queues).
+pub const MAX_WORKERS: usize = 1024;
 
 /// Settings fixed when a runtime is built.
 #[derive(Clone, Copy, Debug)]
@@ -106,6 +112,26 @@ impl Shared {
 
 /// Configures and builds a [`Runtime`].
 ///
+/// # Accepted ranges
+///
+/// [`build`](Builder::build) checks every setting and fails with
+/// [`io::ErrorKind::InvalidInput`], naming the parameter and its range, when one is out of it:
+///
+/// | setting | accepted | default |
+/// |---|---|---|
+/// | [`workers`](Builder::workers) | 1 to [`MAX_WORKERS`] (1024) | available parallelism, at most 1024 |
+/// | [`initial_stack_size`](Builder::initial_stack_size) | a power of two from 4096 to [`MAX_STACK_SIZE_LIMIT`](crate::stack::MAX_STACK_SIZE_LIMIT) (2^44, 16 TiB) | 4096 |
+/// | [`max_stack_size`](Builder::max_stack_size) | a power of two from `initial_stack_size` to 16 TiB | 1 GiB |
+/// | [`stack_pool_bytes`](Builder::stack_pool_bytes) | any | 16 MiB |
+/// | [`ffi_mode`](Builder::ffi_mode) | any mode; `Reserve { bytes }` at most half of `max_stack_size` | `PAGURUS_FFI_MODE`, else `Switch` |
+///
+/// Stacks are reserved whole in the address space (128 TiB per process; untouched pages cost no
+/// memory), which is what bounds the stack sizes: every live coroutine holds `initial_stack_size`
+/// of it at least, and a growth holds the old and the new stack for a moment. The environment
+/// variables the runtime reads (`PAGURUS_FFI_MODE`, `PAGURUS_STACK_QUARANTINE`) are checked the
+/// same way when they are consulted: an invalid value fails `build` with `InvalidInput` listing
+/// the accepted values.
+///
 /// ```
 /// # use pagurus_runtime as pagurus;
 /// let rt = pagurus::Runtime::builder()
@@ -118,6 +144,8 @@ impl Shared {
 /// let err = pagurus::Runtime::builder().initial_stack_size(5000).build().unwrap_err();
 /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 /// assert!(err.to_string().contains("initial_stack_size"));
+/// let err = pagurus::Runtime::builder().workers(1 << 20).build().unwrap_err();
+/// assert!(err.to_string().contains("workers must be from 1 to 1024"));
 /// ```
 #[derive(Clone, Debug)]
 #[must_use = "a Builder does nothing until `build` is called"]
@@ -144,20 +172,21 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Number of worker threads; default: the machine's available parallelism. At least 1.
+    /// Number of worker threads, from 1 to [`MAX_WORKERS`] (1024); default: the machine's
+    /// available parallelism (at most 1024).
     pub fn workers(mut self, n: usize) -> Builder {
         self.workers = Some(n);
         self
     }
 
-    /// Usable bytes of a new coroutine's stack: a power of two, at least 4096 (the default).
+    /// Usable bytes of a new coroutine's stack: a power of two from 4096 (the default) to 16 TiB.
     pub fn initial_stack_size(mut self, bytes: usize) -> Builder {
         self.initial_stack_size = bytes;
         self
     }
 
-    /// Largest size a coroutine's stack may grow to: a power of two no smaller than the initial
-    /// size. Default: 1 GiB.
+    /// Largest size a coroutine's stack may grow to: a power of two from the initial size to
+    /// 16 TiB. Default: 1 GiB.
     pub fn max_stack_size(mut self, bytes: usize) -> Builder {
         self.max_stack_size = bytes;
         self
@@ -175,7 +204,8 @@ impl Builder {
     /// it (one kept in the heap, a global or another thread, which the move cannot fix) faults
     /// and is reported with the coroutine and the instruction, instead of reading whatever reused
     /// the memory. Default: on in debug builds, off in release; the environment variable
-    /// `PAGURUS_STACK_QUARANTINE=1` (or `0`) overrides the default.
+    /// `PAGURUS_STACK_QUARANTINE` (`1`, `0`, `true`, `false`, `on`, `off`) overrides the default,
+    /// and any other value makes `build` fail with `InvalidInput`.
     pub fn stack_quarantine(mut self, on: bool) -> Builder {
         self.stack_quarantine = Some(on);
         self
@@ -184,7 +214,8 @@ impl Builder {
     /// How foreign calls (`pagurus::ffi::call`) run in this runtime until changed with
     /// `pagurus::ffi::set_default_mode`. Default: the `PAGURUS_FFI_MODE` environment variable
     /// (`switch`, `direct`, `reserve:<size>` such as `reserve:256k`, or `offload`) if set, else
-    /// `Switch`.
+    /// `Switch`. A `Reserve` may ask for at most half of `max_stack_size`, so that the reserve
+    /// and the caller's frames fit in a stack of the largest size.
     pub fn ffi_mode(mut self, mode: Mode) -> Builder {
         self.ffi_mode = Some(mode);
         self
@@ -196,9 +227,14 @@ impl Builder {
     /// range, or with the OS error when a thread cannot be started.
     pub fn build(self) -> io::Result<Runtime> {
         let workers = match self.workers {
-            Some(0) => return Err(invalid("workers", "must be at least 1, got 0")),
-            Some(n) => n,
-            None => thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(n) if (1..=MAX_WORKERS).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid(
+                    "workers",
+                    &format!("must be from 1 to {MAX_WORKERS}, got {n}"),
+                ));
+            }
+            None => thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS)),
         };
         validate_stack_size("initial_stack_size", self.initial_stack_size)?;
         validate_stack_size("max_stack_size", self.max_stack_size)?;
@@ -206,26 +242,31 @@ impl Builder {
             return Err(invalid(
                 "max_stack_size",
                 &format!(
-                    "must not be smaller than initial_stack_size ({} bytes), got {}",
+                    "must be a power of two from initial_stack_size ({} bytes) to \
+                     {MAX_STACK_SIZE_LIMIT} (16 TiB) bytes, got {}",
                     self.initial_stack_size, self.max_stack_size
                 ),
             ));
         }
+        let ffi_mode = match self.ffi_mode {
+            Some(mode) => AtomicMode::new(mode, self.max_stack_size)
+                .map_err(|e| invalid("ffi_mode", &e.to_string()))?,
+            None => AtomicMode::new(crate::ffi_mode::mode_from_env()?, self.max_stack_size)
+                .map_err(|e| invalid("PAGURUS_FFI_MODE:", &e.to_string()))?,
+        };
+        let stack_quarantine = match self.stack_quarantine {
+            Some(on) => on,
+            None => crate::grow::quarantine::default_enabled()?,
+        };
         let config = Config {
             initial_stack_size: self.initial_stack_size,
             max_stack_size: self.max_stack_size,
             stack_pool_bytes: self.stack_pool_bytes,
-            stack_quarantine: self
-                .stack_quarantine
-                .unwrap_or_else(crate::grow::quarantine::default_enabled),
+            stack_quarantine,
         };
         // Code loaded since the last runtime started needs its unwind information known before
         // a coroutine may grow through its frames (the fault handler cannot look it up).
         crate::grow::frames::refresh_objects();
-        let ffi_mode = match self.ffi_mode {
-            Some(mode) => mode,
-            None => crate::ffi_mode::mode_from_env()?,
-        };
         let deques: Vec<Deque<TaskRef>> = (0..workers).map(|_| Deque::new_fifo()).collect();
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..workers)
             .map(|_| crossbeam_channel::unbounded::<Msg>())
@@ -246,7 +287,7 @@ impl Builder {
             idle: AtomicUsize::new(0),
             searching: AtomicUsize::new(0),
             main_pools: Mutex::new(Vec::new()),
-            ffi_mode: AtomicMode::new(ffi_mode),
+            ffi_mode,
             next_io_worker: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
         });

@@ -45,7 +45,10 @@ pub(crate) use pool::{Registration, StackPool, give_back, register_pool, take};
 pub(crate) use running::{StackSlot, running, running_word};
 pub use running::{StackInfo, current, ensure, remaining};
 pub use system::{SYSTEM_STACK_SIZE, on_system_stack};
-pub(crate) use system::{on_system_stack_active, system_stack_guard_contains};
+pub(crate) use system::{
+    on_system_stack_active, prepare_system_stack, system_stack_guard_contains,
+    system_stack_jumped_guard,
+};
 
 use std::io;
 
@@ -80,12 +83,18 @@ pub(crate) const DEFAULT_MAX_STACK_SIZE: usize = 1 << 30;
 /// Usable bytes of finished coroutines' stacks a worker keeps for reuse by default: 16 MiB.
 pub(crate) const DEFAULT_POOL_BYTES: usize = 16 << 20;
 
-/// The largest stack size accepted anywhere (64 TiB): far beyond any real stack, and within the
-/// pools' size classes.
-const MAX_STACK_SIZE_LIMIT: usize = 1 << 46;
+/// The largest stack size accepted anywhere: 16 TiB (2^44).
+///
+/// Stacks are mapped whole (untouched pages cost no memory, only address space), and a process
+/// has 128 TiB of user address space on x86_64 (47 bits). Every live coroutine holds its stack's
+/// share, and a growth holds the old and the new stack for a moment (1.5 times the new size), so
+/// the limit leaves room for a few coroutines of the largest size: at 2^46, a `block_on` and one
+/// spawned coroutine could not both be mapped, and the first spawn aborted. The pools' size
+/// classes (up to 2^47) cover every accepted size.
+pub const MAX_STACK_SIZE_LIMIT: usize = 1 << 44;
 
-/// Checks a stack size parameter named `param`: a power of two, at least one page, at most
-/// 64 TiB. The error is `InvalidInput` naming the parameter.
+/// Checks a stack size parameter named `param`: a power of two from one page to
+/// [`MAX_STACK_SIZE_LIMIT`]. The error is `InvalidInput` naming the parameter and the range.
 pub(crate) fn validate_stack_size(param: &str, bytes: usize) -> io::Result<()> {
     if bytes.is_power_of_two() && (PAGE_SIZE..=MAX_STACK_SIZE_LIMIT).contains(&bytes) {
         Ok(())
@@ -93,7 +102,8 @@ pub(crate) fn validate_stack_size(param: &str, bytes: usize) -> io::Result<()> {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "{param} must be a power of two of at least {PAGE_SIZE} bytes, got {bytes}"
+                "{param} must be a power of two from {PAGE_SIZE} to {MAX_STACK_SIZE_LIMIT} (16 \
+                 TiB) bytes, got {bytes}"
             ),
         ))
     }
@@ -178,7 +188,9 @@ impl Stack {
     }
 
     /// Gives up ownership of the mapping without unmapping it: `(start, len, size)` of the whole
-    /// mapping (guard included) and the usable size. Async-signal-safe.
+    /// mapping (guard included) and the usable size. Its bytes stay counted as reserved in
+    /// `stats` until the new owner accounts for them (the quarantine moves them to its own
+    /// count). Async-signal-safe.
     pub(crate) fn into_raw(self) -> (usize, usize, usize) {
         let parts = (
             self.guard_start(),
@@ -191,14 +203,14 @@ impl Stack {
         parts
     }
 
-    /// Unmaps a mapping given up by [`Stack::into_raw`]. Async-signal-safe.
+    /// Unmaps a mapping given up by [`Stack::into_raw`]; the caller accounts for its bytes in
+    /// `stats`. Async-signal-safe.
     ///
     /// # Safety
     /// The parts come from `into_raw`, and this is called once for them.
-    pub(crate) unsafe fn unmap_raw(start: usize, len: usize, size: usize) {
+    pub(crate) unsafe fn unmap_raw(start: usize, len: usize) {
         // SAFETY: per the contract the range is a whole mapping nobody else owns.
         unsafe { libc::munmap(start as *mut libc::c_void, len) };
-        stats::stack_unmapped(size);
     }
 }
 
@@ -249,10 +261,19 @@ mod tests {
     fn stack_sizes_are_validated_in_one_place() {
         assert!(validate_stack_size("x", PAGE_SIZE).is_ok());
         assert!(validate_stack_size("x", DEFAULT_MAX_STACK_SIZE).is_ok());
-        for bad in [0, PAGE_SIZE / 2, PAGE_SIZE + 1, 5000, MAX_STACK_SIZE_LIMIT * 2] {
+        for bad in [
+            0,
+            PAGE_SIZE / 2,
+            PAGE_SIZE + 1,
+            5000,
+            MAX_STACK_SIZE_LIMIT * 2,
+            1 << 47,
+        ] {
             let err = validate_stack_size("initial_stack_size", bad).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-            assert!(err.to_string().starts_with("initial_stack_size "), "{err}");
+            let msg = err.to_string();
+            assert!(msg.starts_with("initial_stack_size "), "{msg}");
+            assert!(msg.contains("from 4096 to 17592186044416 (16 TiB)"), "{msg}");
         }
     }
 }

@@ -154,11 +154,36 @@ unsafe extern "sysv64-unwind" fn run<F: FnOnce() -> R, R>(data: *mut u8) {
     call.out.write(f());
 }
 
+/// Maps this thread's system stack now if it is not yet, so that a later [`on_system_stack`]
+/// switches at once. Mapping it runs on the caller's stack and needs more of it than the switch:
+/// a caller whose coroutine stack cannot move for a while (an offloaded call pins it) prepares
+/// first.
+///
+/// # Panics
+///
+/// When the system stack cannot be mapped (out of memory).
+pub(crate) fn prepare_system_stack() {
+    system_stack_top();
+}
+
 /// Whether this thread runs on its system stack now (where suspending is forbidden).
 #[inline]
 pub(crate) fn on_system_stack_active() -> bool {
     ACTIVE.with(Cell::get)
 }
+
+/// How far below the start of this thread's system stack's guard `sp` lies, if it does (by at
+/// most [`JUMP_LIMIT`]): where a frame larger than stack and guard together lands when it is
+/// entered without probes. `None` without a system stack. Async-signal-safe.
+pub(crate) fn system_stack_jumped_guard(sp: usize) -> Option<usize> {
+    let (start, _) = GUARD.with(Cell::get);
+    let below = start.wrapping_sub(sp);
+    (start != 0 && sp < start && below <= JUMP_LIMIT).then_some(below)
+}
+
+/// How far below its guard a stack pointer may be and still be taken for a frame of the system
+/// stack that jumped the guard: frames of up to 1 GiB.
+const JUMP_LIMIT: usize = 1 << 30;
 
 /// Whether `addr` lies in the guard page of this thread's system stack. Async-signal-safe.
 pub(crate) fn system_stack_guard_contains(addr: usize) -> bool {
