@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let pad = std::hint::black_box([depth; 64]); // 512 bytes a frame
-    if depth == 0 { 0 } else { pad[3] + recurse(depth - 1) }
+    if depth == 0 {
+        0
+    } else {
+        pad[3] + recurse(depth - 1)
+    }
 }
 
 fn main() {
@@ -33,7 +37,10 @@ fn main() {
     });
     assert_eq!(sum, 4000 * 4001 / 2);
     assert!(grown.growths >= 2 && grown.size >= 2 << 20, "{grown:?}");
-    println!("abort-mode: growth ok ({} moves, {} bytes)", grown.growths, grown.size);
+    println!(
+        "abort-mode: growth ok ({} moves, {} bytes)",
+        grown.growths, grown.size
+    );
 
     // Shutdown cannot unwind a suspended coroutine: it abandons it, and the join says Cancelled.
     let started = Arc::new(AtomicBool::new(false));
@@ -55,8 +62,10 @@ fn main() {
     println!("abort-mode: shutdown abandoned a suspended coroutine");
 
     // A raw coroutine dropped while suspended cannot be unwound either: this aborts.
-    let mut co = pagurus::raw::Coroutine::new(16 * 1024, |s| loop {
-        s.suspend();
+    let mut co = pagurus::raw::Coroutine::new(16 * 1024, |s| {
+        loop {
+            s.suspend();
+        }
     })
     .unwrap();
     assert!(co.resume());

@@ -25,7 +25,10 @@ fn main() -> io::Result<()> {
     let rt = builder.build()?;
     rt.block_on(|| {
         let listener = TcpListener::bind(addr.as_str())?;
-        eprintln!("http_hello: listening on http://{}/", listener.local_addr()?);
+        eprintln!(
+            "http_hello: listening on http://{}/",
+            listener.local_addr()?
+        );
         pagurus::spawn(move || {
             loop {
                 match listener.accept() {
@@ -93,7 +96,10 @@ fn parse(buf: &[u8]) -> Option<Request> {
                 keep_alive = true;
             }
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
+            match std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+            {
                 Some(n) => body = n,
                 None => {
                     return Some(Request {
@@ -124,7 +130,9 @@ fn parse(buf: &[u8]) -> Option<Request> {
 fn respond(out: &mut Vec<u8>, req: &Request) {
     match req.error {
         None => {
-            out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ");
+            out.extend_from_slice(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ",
+            );
             out.extend_from_slice(BODY.len().to_string().as_bytes());
             if !req.keep_alive {
                 out.extend_from_slice(b"\r\nConnection: close");

@@ -75,10 +75,16 @@ fn main() {
         }
     );
     println!("elapsed:   {:.0?}", start.elapsed());
-    assert!(timed_out, "the stragglers sleep for a second; the collector gives up earlier");
+    assert!(
+        timed_out,
+        "the stragglers sleep for a second; the collector gives up earlier"
+    );
     assert_eq!(per_worker.iter().sum::<u64>(), received);
     let stragglers = JOBS / 250;
-    assert!(received <= JOBS - stragglers, "the stragglers' results never arrive");
+    assert!(
+        received <= JOBS - stragglers,
+        "the stragglers' results never arrive"
+    );
     assert_eq!(generated, JOBS);
 }
 

@@ -166,7 +166,10 @@ fn unbounded_mpmc_every_value_once() {
             pagurus::spawn(move || (0..10_000).for_each(|i| tx.send(s * 10_000 + i).unwrap()));
         }
         drop(tx);
-        receivers.into_iter().flat_map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        receivers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
     });
     assert_eq!(seen.len(), 40_000);
     assert_eq!(seen.into_iter().collect::<HashSet<_>>().len(), 40_000);
@@ -351,7 +354,10 @@ fn timeouts_that_fire() {
         // Zero and past deadlines still take what is ready.
         tx.send(3).unwrap();
         assert_eq!(rx.recv_timeout(Duration::ZERO), Ok(3));
-        assert_eq!(rx.recv_timeout(Duration::ZERO), Err(RecvTimeoutError::Timeout));
+        assert_eq!(
+            rx.recv_timeout(Duration::ZERO),
+            Err(RecvTimeoutError::Timeout)
+        );
     };
     check(); // on a thread
     runtime(1).block_on(check); // in a coroutine
@@ -416,7 +422,9 @@ fn stack_growth_between_operations() {
             pagurus::stack::ensure(256 * 1024);
             total += common::recurse_kib(64);
             let b = rx.recv().unwrap();
-            back_tx.send(a.iter().sum::<u64>() + b.iter().sum::<u64>()).unwrap();
+            back_tx
+                .send(a.iter().sum::<u64>() + b.iter().sum::<u64>())
+                .unwrap();
             let after = pagurus::stack::current().unwrap();
             (total, before.size, after.size)
         });
@@ -509,7 +517,10 @@ fn cancellation_conserves_values() {
         let cancelled = handles
             .into_iter()
             .map(|h| h.join())
-            .filter(|r| r.as_ref().is_err_and(|p| p.downcast_ref::<Cancelled>().is_some()))
+            .filter(|r| {
+                r.as_ref()
+                    .is_err_and(|p| p.downcast_ref::<Cancelled>().is_some())
+            })
             .count();
         assert_eq!(cancelled, 30, "cap {cap}: every coroutine was cancelled");
         let queued = rx.try_iter().count();
@@ -583,9 +594,15 @@ fn senders_and_receivers_are_send_sync_clone() {
     error::<RecvError>();
     error::<TryRecvError>();
     error::<RecvTimeoutError>();
-    assert_eq!(SendError(1).to_string(), "sending on a disconnected channel");
+    assert_eq!(
+        SendError(1).to_string(),
+        "sending on a disconnected channel"
+    );
     assert_eq!(format!("{:?}", TrySendError::Full(1)), "Full(..)");
-    assert_eq!(TrySendError::from(SendError(3)), TrySendError::Disconnected(3));
+    assert_eq!(
+        TrySendError::from(SendError(3)),
+        TrySendError::Disconnected(3)
+    );
     assert_eq!(TryRecvError::from(RecvError), TryRecvError::Disconnected);
 }
 

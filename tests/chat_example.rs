@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 /// The example binary cargo built next to this test (`target/<profile>/examples/chat`).
 fn chat_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("chat")
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("chat")
 }
 
 struct Server(std::process::Child);
@@ -53,7 +58,10 @@ fn lines_reach_the_others_and_idle_clients_are_dropped() {
         if release {
             build.arg("--release");
         }
-        assert!(build.status().unwrap().success(), "building examples/chat.rs failed");
+        assert!(
+            build.status().unwrap().success(),
+            "building examples/chat.rs failed"
+        );
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -82,7 +90,10 @@ fn lines_reach_the_others_and_idle_clients_are_dropped() {
     assert_eq!(line(&mut br), "user1: still here");
     // user2 says nothing: after the 1 s idle timeout it is told so and disconnected.
     assert_eq!(line(&mut br), "* idle for 1 s: bye");
-    assert!(joined.elapsed() >= Duration::from_millis(900), "dropped before its idle timeout");
+    assert!(
+        joined.elapsed() >= Duration::from_millis(900),
+        "dropped before its idle timeout"
+    );
     let mut rest = String::new();
     assert_eq!(br.read_line(&mut rest).unwrap(), 0, "connection closed");
     // user1 sees user2 leave; it idles out itself about a second after its own line, so its
@@ -96,5 +107,9 @@ fn lines_reach_the_others_and_idle_clients_are_dropped() {
         seen.push(l.trim_end().to_owned());
     }
     assert!(seen.iter().any(|l| l == "* user2 left"), "{seen:?}");
-    assert_eq!(seen.last().map(String::as_str), Some("* idle for 1 s: bye"), "{seen:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("* idle for 1 s: bye"),
+        "{seen:?}"
+    );
 }

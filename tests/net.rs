@@ -63,7 +63,9 @@ fn echo_server(chunk: usize) -> SocketAddr {
 }
 
 fn pattern(len: usize, seed: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i * 31 + seed * 7) % 251) as u8).collect()
+    (0..len)
+        .map(|i| ((i * 31 + seed * 7) % 251) as u8)
+        .collect()
 }
 
 #[test]
@@ -84,7 +86,11 @@ fn echo_many_connections_from_coroutines() {
                     conn.read_exact(&mut back).unwrap();
                     assert_eq!(back, msg);
                     conn.shutdown(Shutdown::Write).unwrap();
-                    assert_eq!(conn.read(&mut [0; 8]).unwrap(), 0, "end of stream after half-close");
+                    assert_eq!(
+                        conn.read(&mut [0; 8]).unwrap(),
+                        0,
+                        "end of stream after half-close"
+                    );
                     msg.len()
                 })
             })
@@ -147,7 +153,9 @@ fn one_mib_echoed_byte_exact_through_partial_reads_and_writes() {
                 // Mixed plain and vectored writes; partial writes are resumed by write_all.
                 if size % 2 == 0 {
                     let (a, b) = to_send[sent..end].split_at((end - sent) / 2);
-                    let n = w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]).unwrap();
+                    let n = w
+                        .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+                        .unwrap();
                     sent += n;
                 } else {
                     w.write_all(&to_send[sent..end]).unwrap();
@@ -303,14 +311,22 @@ fn writing_to_a_closed_peer_is_broken_pipe_not_sigpipe() {
                 }
             }
         }
-        assert!(!errors.is_empty(), "writes to a closed peer kept succeeding");
         assert!(
-            errors
-                .iter()
-                .all(|k| matches!(k, io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)),
+            !errors.is_empty(),
+            "writes to a closed peer kept succeeding"
+        );
+        assert!(
+            errors.iter().all(|k| matches!(
+                k,
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            )),
             "{errors:?}"
         );
-        assert_eq!(*errors.last().unwrap(), io::ErrorKind::BrokenPipe, "{errors:?}");
+        assert_eq!(
+            *errors.last().unwrap(),
+            io::ErrorKind::BrokenPipe,
+            "{errors:?}"
+        );
     });
 }
 
@@ -324,27 +340,40 @@ fn read_timeouts_fire_and_do_not_fire() {
         let conn = TcpStream::connect(addr).unwrap();
         let (mut server_side, _) = listener.accept().unwrap();
         assert_eq!(
-            conn.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(),
+            conn.set_read_timeout(Some(Duration::ZERO))
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::InvalidInput
         );
-        conn.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        assert_eq!(conn.read_timeout().unwrap(), Some(Duration::from_millis(50)));
+        conn.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        assert_eq!(
+            conn.read_timeout().unwrap(),
+            Some(Duration::from_millis(50))
+        );
 
         // Nothing arrives: the read gives up after the timeout.
         let start = Instant::now();
         let err = (&conn).read(&mut [0; 8]).unwrap_err();
         assert!(
-            matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+            matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
             "{err:?}"
         );
         assert!(start.elapsed() >= Duration::from_millis(50));
 
         // The clone shares the timeout, as std's clones share the socket option.
         let clone = conn.try_clone().unwrap();
-        assert_eq!(clone.read_timeout().unwrap(), Some(Duration::from_millis(50)));
+        assert_eq!(
+            clone.read_timeout().unwrap(),
+            Some(Duration::from_millis(50))
+        );
 
         // Data arrives well before a long timeout: the read returns it.
-        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let writer = spawn(move || {
             pagurus::time::sleep(Duration::from_millis(20));
             server_side.write_all(b"late").unwrap();
@@ -357,7 +386,8 @@ fn read_timeouts_fire_and_do_not_fire() {
 
         // Outside a runtime the same timeout applies, through poll(2).
         let lone = conn.try_clone().unwrap();
-        lone.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        lone.set_read_timeout(Some(Duration::from_millis(30)))
+            .unwrap();
         let t = std::thread::spawn(move || {
             let mut buf = [0; 1];
             let got = (&lone).read(&mut buf);
@@ -429,7 +459,10 @@ fn udp_datagrams_of_zero_and_max_size() {
         a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let clone = a.try_clone().unwrap();
         let err = clone.recv(&mut buf).unwrap_err();
-        assert!(matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
+        assert!(matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
     });
 }
 
@@ -498,7 +531,10 @@ fn reader_and_writer_of_one_socket_on_different_workers() {
             };
             role.store(r, Ordering::SeqCst);
         }
-        let done: Vec<_> = candidates.into_iter().filter_map(|c| c.join().unwrap()).collect();
+        let done: Vec<_> = candidates
+            .into_iter()
+            .filter_map(|c| c.join().unwrap())
+            .collect();
         assert_eq!(done.len(), 2);
         assert_ne!(done[0].1, done[1].1);
     });

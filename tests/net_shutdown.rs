@@ -93,7 +93,10 @@ fn dropping_the_runtime_closes_the_sockets_of_parked_coroutines() {
             // Let the writers fill their buffers and park.
             pagurus::time::sleep(Duration::from_millis(100));
         });
-        assert!(open_fds() >= before + 2 + 32, "the sockets are open while the runtime lives");
+        assert!(
+            open_fds() >= before + 2 + 32,
+            "the sockets are open while the runtime lives"
+        );
     }
     assert_eq!(parked.load(Ordering::SeqCst), 24);
     assert_eq!(open_fds(), before, "every socket and poller closed");
@@ -107,7 +110,11 @@ fn accept_at_the_descriptor_limit_returns_the_error() {
         let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
         let exe = std::env::current_exe().unwrap();
         let out = std::process::Command::new(exe)
-            .args(["--exact", "accept_at_the_descriptor_limit_returns_the_error", "--nocapture"])
+            .args([
+                "--exact",
+                "accept_at_the_descriptor_limit_returns_the_error",
+                "--nocapture",
+            ])
             .env("PAGURUS_EMFILE_CHILD", "1")
             .output()
             .unwrap();

@@ -105,8 +105,7 @@ fn accepted_connections_spread_over_two_workers() {
             open.push(c);
         }
         drop(open);
-        let names = names.lock().unwrap().clone();
-        names
+        names.lock().unwrap().clone()
     });
     assert_eq!(names.len(), 40);
     assert_spread(&names, "accepted connections");

@@ -284,8 +284,12 @@ fn many_selects_account_for_every_value() {
     rt.block_on(|| {
         let hs: Vec<_> = (0..8)
             .map(|_| {
-                let (in1, in2, out, side) =
-                    (in1_rx.clone(), in2_rx.clone(), out_tx.clone(), side_tx.clone());
+                let (in1, in2, out, side) = (
+                    in1_rx.clone(),
+                    in2_rx.clone(),
+                    out_tx.clone(),
+                    side_tx.clone(),
+                );
                 pagurus::spawn(move || {
                     let (mut in1_open, mut in2_open) = (true, true);
                     while in1_open || in2_open {
@@ -392,7 +396,12 @@ fn cancelled_selects_leave_the_queues() {
     thread::sleep(Duration::from_millis(30));
     drop(rt);
     for h in hs {
-        assert!(h.join().unwrap_err().downcast_ref::<pagurus::Cancelled>().is_some());
+        assert!(
+            h.join()
+                .unwrap_err()
+                .downcast_ref::<pagurus::Cancelled>()
+                .is_some()
+        );
     }
     assert!(tx.try_send(1).is_err(), "no cancelled receiver is left");
     assert!(rx_b.try_recv().is_err(), "no cancelled sender is left");

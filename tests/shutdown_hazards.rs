@@ -157,8 +157,10 @@ fn closure_panicking_in_drop_at_shutdown_still_completes() {
         let capture = PanicOnDrop;
         // Spawned from the block_on thread: it waits in the injector, never started, while the
         // only worker is kept busy until the runtime is dropped.
-        let blocker = pagurus::spawn(|| loop {
-            pagurus::yield_now();
+        let blocker = pagurus::spawn(|| {
+            loop {
+                pagurus::yield_now();
+            }
         });
         let h = pagurus::spawn(move || {
             let _c = &capture;

@@ -307,12 +307,16 @@ mod tests {
 
     #[test]
     fn grouped_imports_and_inline_paths_are_seen() {
-        let src = "use crate::{arch, coroutine::Context};\nfn f() { crate::grow::fault::install(); }\n";
+        let src =
+            "use crate::{arch, coroutine::Context};\nfn f() { crate::grow::fault::install(); }\n";
         let found: Vec<_> = check_source("stack", src)
             .into_iter()
             .map(|v| (v.line, v.target))
             .collect();
-        assert_eq!(found, [(1, "coroutine".to_string()), (2, "grow".to_string())]);
+        assert_eq!(
+            found,
+            [(1, "coroutine".to_string()), (2, "grow".to_string())]
+        );
     }
 
     #[test]
@@ -346,7 +350,10 @@ fn g() { crate::offload::run(|| ()); }
 
     #[test]
     fn files_map_to_their_top_module() {
-        assert_eq!(module_of(Path::new("grow/frames/mod.rs")).as_deref(), Some("grow"));
+        assert_eq!(
+            module_of(Path::new("grow/frames/mod.rs")).as_deref(),
+            Some("grow")
+        );
         assert_eq!(module_of(Path::new("fatal.rs")).as_deref(), Some("fatal"));
         assert_eq!(module_of(Path::new("lib.rs")), None);
         assert_eq!(module_of(Path::new("grow/frames/tests.rs")), None);

@@ -87,7 +87,8 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let out_dir = target.join("xtask").join("bench").join("net");
-    fs::create_dir_all(&out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let clock = Instant::now();
     let bins = build(&root, &target, &out_dir)?;
     let mut notes = Vec::new();
@@ -111,7 +112,10 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     let mut memory: HashMap<Server, f64> = HashMap::new();
     for &server in &servers {
-        eprintln!("xtask bench net: memory, {} with {IDLE_CONNS} idle connections", server.name());
+        eprintln!(
+            "xtask bench net: memory, {} with {IDLE_CONNS} idle connections",
+            server.name()
+        );
         let bytes = with_server_pid(&bins, server, false, |addr, pid| {
             idle_memory(&bins.loadgen, addr, pid)
         })?;
@@ -119,7 +123,10 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     let mut http: HashMap<Server, Load> = HashMap::new();
     for server in [Server::Pagurus, Server::Tokio] {
-        eprintln!("xtask bench net: HTTP hello, {} at C = {HTTP_CONNS}", server.name());
+        eprintln!(
+            "xtask bench net: HTTP hello, {} at C = {HTTP_CONNS}",
+            server.name()
+        );
         let load = with_server(&bins, server, true, |addr| {
             run_load(&bins.loadgen, addr, "http", HTTP_CONNS, warmup, window)
         })?;
@@ -151,7 +158,10 @@ fn build(root: &Path, target: &Path, out_dir: &Path) -> Result<Binaries, String>
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("building {what} failed:\n{}", tail(&out.stderr, 30)))
+            Err(format!(
+                "building {what} failed:\n{}",
+                tail(&out.stderr, 30)
+            ))
         }
     };
     run(
@@ -258,7 +268,10 @@ fn with_server_pid<T>(
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).is_err() {
         if Instant::now() > deadline {
-            return Err(format!("the {} server did not start listening on {addr}", server.name()));
+            return Err(format!(
+                "the {} server did not start listening on {addr}",
+                server.name()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -340,7 +353,12 @@ fn vm_rss(pid: u32) -> Result<u64, String> {
 fn idle_memory(loadgen: &Path, addr: SocketAddr, pid: u32) -> Result<f64, String> {
     let before = vm_rss(pid)?;
     let mut child = Command::new(loadgen)
-        .args(["loadgen", "idle", &addr.to_string(), &IDLE_CONNS.to_string()])
+        .args([
+            "loadgen",
+            "idle",
+            &addr.to_string(),
+            &IDLE_CONNS.to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -352,7 +370,9 @@ fn idle_memory(loadgen: &Path, addr: SocketAddr, pid: u32) -> Result<f64, String
         std::thread::sleep(Duration::from_millis(500));
         vm_rss(pid).map(|after| after.saturating_sub(before) as f64 / IDLE_CONNS as f64)
     } else {
-        Err(format!("the load generator did not open its connections: {ready:?}"))
+        Err(format!(
+            "the load generator did not open its connections: {ready:?}"
+        ))
     };
     drop(child.stdin.take()); // EOF: the load generator closes everything and exits
     let _ = child.wait();
@@ -400,7 +420,11 @@ fn markdown(
                 rate(l),
                 l.p50_us,
                 l.p99_us,
-                if l.errors > 0 { format!(", {} errors", l.errors) } else { String::new() }
+                if l.errors > 0 {
+                    format!(", {} errors", l.errors)
+                } else {
+                    String::new()
+                }
             );
         }
         let ratio = echo[&(Server::Pagurus, conns)].per_sec / echo[&(Server::Tokio, conns)].per_sec;
@@ -418,13 +442,23 @@ fn markdown(
     let _ = writeln!(
         md,
         "{row} {ratio:.2} | <= 3,000 B | {} |",
-        if memory[&Server::Pagurus] <= 3000.0 { "yes" } else { "no" }
+        if memory[&Server::Pagurus] <= 3000.0 {
+            "yes"
+        } else {
+            "no"
+        }
     );
     let mut row = format!("| HTTP hello requests, C = {HTTP_CONNS} |");
     for s in servers {
         match http.get(s) {
             Some(l) => {
-                let _ = write!(row, " {} (p50 {:.0} us, p99 {:.0} us) |", rate(l), l.p50_us, l.p99_us);
+                let _ = write!(
+                    row,
+                    " {} (p50 {:.0} us, p99 {:.0} us) |",
+                    rate(l),
+                    l.p50_us,
+                    l.p99_us
+                );
             }
             None => row.push_str(" - |"),
         }
@@ -453,12 +487,18 @@ fn svg(
         .map(|&c| {
             (
                 format!("echo C={c}"),
-                servers.iter().map(|s| echo.get(&(*s, c)).map(|l| l.per_sec)).collect(),
+                servers
+                    .iter()
+                    .map(|s| echo.get(&(*s, c)).map(|l| l.per_sec))
+                    .collect(),
             )
         })
         .chain(std::iter::once((
             format!("HTTP C={HTTP_CONNS}"),
-            servers.iter().map(|s| http.get(s).map(|l| l.per_sec)).collect(),
+            servers
+                .iter()
+                .map(|s| http.get(s).map(|l| l.per_sec))
+                .collect(),
         )))
         .collect();
     let max = groups
@@ -640,7 +680,11 @@ fn drive(
                 s.set_nonblocking(true).map_err(|e| e.to_string())?;
                 let mut stream = MioStream::from_std(s);
                 poll.registry()
-                    .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)
+                    .register(
+                        &mut stream,
+                        Token(i),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
                     .map_err(|e| e.to_string())?;
                 conns.push(Conn {
                     stream,

@@ -178,7 +178,13 @@ impl Context {
     /// The context must not have a stack yet, and must not move in memory from now until its
     /// coroutine is done (the initial frame records its address). `data` must satisfy `body`'s
     /// contract whenever the coroutine runs.
-    pub(crate) unsafe fn start(&self, stack: Stack, data: *const (), id: u64, limits: GrowthLimits) {
+    pub(crate) unsafe fn start(
+        &self,
+        stack: Stack,
+        data: *const (),
+        id: u64,
+        limits: GrowthLimits,
+    ) {
         self.data.set(data);
         self.id.set(id);
         self.max_size.set(limits.max_size);
@@ -286,14 +292,14 @@ impl Context {
     #[inline]
     /// Runs the coroutine until it suspends; returns why it did.
     ///
-    /// # Safety
-    /// The context must have a stack, be suspended (started and not done), not be running on any
-    /// thread, and have last run on this thread (if it ran before).
-    ///
     /// The running slot (`stack::running`) changes inside the switch, after the resumer's last
     /// push, and changes back inside the coroutine's switch back, after its last push: a push at
     /// the very bottom of either stack faults while that stack's own slot is the running one, so
     /// the fault handler grows the right stack.
+    ///
+    /// # Safety
+    /// The context must have a stack, be suspended (started and not done), not be running on any
+    /// thread, and have last run on this thread (if it ran before).
     pub(crate) unsafe fn resume(&self, arg: usize) -> Suspend {
         self.parent_slot.set(stack::running());
         // SAFETY: the caller guarantees `saved_sp` describes a suspended stack of this thread;
@@ -399,6 +405,8 @@ unsafe fn request_growth(slot: &StackSlot) {
 mod tests {
     use super::*;
 
+    /// # Safety
+    /// None: the body does nothing with `data`.
     unsafe fn nothing(_: *const ()) {}
 
     #[test]

@@ -322,7 +322,10 @@ pub(crate) fn raw_dropped_suspended(attempts: usize) -> ! {
 /// A coroutine was resumed after it finished: the runtime itself is broken.
 pub(crate) fn resumed_after_done() -> ! {
     report_safe(|buf| {
-        let _ = writeln!(buf, "pagurus: a finished coroutine was resumed (runtime bug)");
+        let _ = writeln!(
+            buf,
+            "pagurus: a finished coroutine was resumed (runtime bug)"
+        );
     })
 }
 

@@ -101,15 +101,17 @@ impl<'a> Coroutine<'a> {
     /// assert_eq!(n, 1);
     /// ```
     ///
+    /// The lifetime makes borrowed data outlive the coroutine, but cannot keep it in place: data
+    /// on a **coroutine stack** moves when that stack grows, and the closure's copies of its
+    /// addresses, on the heap, are not adjusted (design.md, "What may point into a coroutine
+    /// stack"). Borrow from a thread's own stack, the heap or a static; or, for data on a
+    /// coroutine stack, first reserve with `stack::ensure` all the stack that coroutine will need
+    /// while this one is alive, so that it does not move.
+    ///
     /// # Safety
     ///
-    /// Everything `f` borrows must stay at the same address for as long as the coroutine may
-    /// run (until it finishes or is dropped). The lifetime makes the data outlive the coroutine,
-    /// but cannot keep it in place: data on a **coroutine stack** moves when that stack grows,
-    /// and the closure's copies of its addresses, on the heap, are not adjusted (design.md,
-    /// "What may point into a coroutine stack"). Borrow from a thread's own stack, the heap or a
-    /// static; or, for data on a coroutine stack, first reserve with `stack::ensure` all the
-    /// stack that coroutine will need while this one is alive, so that it does not move.
+    /// Everything `f` borrows stays at the same address for as long as the coroutine may run
+    /// (until it finishes or is dropped).
     pub unsafe fn new_unchecked<F>(stack_size: usize, f: F) -> io::Result<Coroutine<'a>>
     where
         F: FnOnce(&Suspender) + 'a,

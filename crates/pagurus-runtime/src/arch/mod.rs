@@ -23,9 +23,9 @@
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod x86_64;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub(crate) use x86_64::*;
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use x86_64::PAGE_SIZE;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(crate) use x86_64::*;
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("pagurus supports x86_64 Linux only for now (see design.md, 'Portability')");

@@ -120,7 +120,8 @@ impl<'a, T> SendArm<'a, T> {
 
     /// The value of an arm that did not complete.
     pub(crate) fn into_value(self) -> T {
-        self.value.expect("an arm that did not complete holds its value")
+        self.value
+            .expect("an arm that did not complete holds its value")
     }
 }
 
@@ -139,7 +140,10 @@ impl<T> Operation for SendArm<'_, T> {
     }
 
     fn register(&mut self, waiter: &Arc<Waiter>, op: usize) -> bool {
-        let value = self.value.take().expect("an unregistered send holds its value");
+        let value = self
+            .value
+            .take()
+            .expect("an unregistered send holds its value");
         match self.tx.chan.register_send(waiter, op, value) {
             Ok(()) => true,
             Err(v) => {

@@ -135,7 +135,10 @@ impl<T> Channel<T> {
             return Err(value);
         }
         g.senders.push_back(SendEntry {
-            entry: Entry { waiter: waiter.clone(), op },
+            entry: Entry {
+                waiter: waiter.clone(),
+                op,
+            },
             value,
         });
         Ok(())
@@ -151,7 +154,10 @@ impl<T> Channel<T> {
         if ready {
             return false;
         }
-        g.receivers.push_back(Entry { waiter: waiter.clone(), op });
+        g.receivers.push_back(Entry {
+            waiter: waiter.clone(),
+            op,
+        });
         true
     }
 
@@ -181,7 +187,10 @@ impl<T> Channel<T> {
         match g.senders.iter().position(|e| e.entry.is(waiter, op)) {
             None => Ok(()),
             Some(i) => {
-                debug_assert!(g.receivers_gone, "a send selected in place is a disconnection");
+                debug_assert!(
+                    g.receivers_gone,
+                    "a send selected in place is a disconnection"
+                );
                 Err(g.senders.remove(i).expect("index from position").value)
             }
         }
@@ -198,7 +207,10 @@ impl<T> Channel<T> {
         if let Some(i) = g.receivers.iter().position(|e| e.is(waiter, op)) {
             g.receivers.remove(i);
         }
-        debug_assert!(g.senders_gone, "a receive selected without a handoff is a disconnection");
+        debug_assert!(
+            g.senders_gone,
+            "a receive selected without a handoff is a disconnection"
+        );
         match g.recv() {
             Ok((value, woken)) => {
                 drop(g);

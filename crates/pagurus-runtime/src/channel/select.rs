@@ -74,7 +74,9 @@ pub enum Timeout {
 impl Timeout {
     /// A timeout `dur` from now (`Never` if that is beyond what `Instant` can say).
     pub fn after(dur: Duration) -> Timeout {
-        Instant::now().checked_add(dur).map_or(Timeout::Never, Timeout::At)
+        Instant::now()
+            .checked_add(dur)
+            .map_or(Timeout::Never, Timeout::At)
     }
 }
 
@@ -125,10 +127,17 @@ pub fn select(arms: &mut [Arm<'_>], timeout: Timeout) -> Option<usize> {
         let outcome = if ready {
             match waiter.try_abort() {
                 Ok(()) => Outcome::GaveUp(GaveUp::Retry),
-                Err(op) => Outcome::Selected { op, cancelled: false },
+                Err(op) => Outcome::Selected {
+                    op,
+                    cancelled: false,
+                },
             }
         } else {
-            let wake_at = arms.iter().filter_map(|a| a.op.deadline()).chain(deadline).min();
+            let wake_at = arms
+                .iter()
+                .filter_map(|a| a.op.deadline())
+                .chain(deadline)
+                .min();
             wait(&waiter, wake_at, deadline)
         };
         let (arms_done, rest) = arms.split_at_mut(registered);
@@ -172,7 +181,12 @@ pub fn select(arms: &mut [Arm<'_>], timeout: Timeout) -> Option<usize> {
 fn wait(waiter: &Arc<Waiter>, wake_at: Option<Instant>, deadline: Option<Instant>) -> Outcome {
     loop {
         match waiter.state() {
-            State::Selected(op) => return Outcome::Selected { op, cancelled: false },
+            State::Selected(op) => {
+                return Outcome::Selected {
+                    op,
+                    cancelled: false,
+                };
+            }
             State::Aborted => unreachable!("only the waiter aborts itself"),
             State::Waiting => {}
         }
@@ -187,7 +201,10 @@ fn wait(waiter: &Arc<Waiter>, wake_at: Option<Instant>, deadline: Option<Instant
                     };
                     return match waiter.try_abort() {
                         Ok(()) => Outcome::GaveUp(why),
-                        Err(op) => Outcome::Selected { op, cancelled: false },
+                        Err(op) => Outcome::Selected {
+                            op,
+                            cancelled: false,
+                        },
                     };
                 }
                 park_until(t, WaitReason::Channel)
@@ -197,7 +214,10 @@ fn wait(waiter: &Arc<Waiter>, wake_at: Option<Instant>, deadline: Option<Instant
         if parked == Parked::Cancelled {
             return match waiter.try_abort() {
                 Ok(()) => Outcome::GaveUp(GaveUp::Cancelled),
-                Err(op) => Outcome::Selected { op, cancelled: true },
+                Err(op) => Outcome::Selected {
+                    op,
+                    cancelled: true,
+                },
             };
         }
     }

@@ -42,10 +42,13 @@ impl Channel {
             if self.since_start(now) < next {
                 return Err(TryRecvError::Empty);
             }
-            let following = self.since_start(now).saturating_add(
-                u64::try_from(self.period.as_nanos()).unwrap_or(u64::MAX),
-            );
-            match self.next.compare_exchange_weak(next, following, AcqRel, Acquire) {
+            let following = self
+                .since_start(now)
+                .saturating_add(u64::try_from(self.period.as_nanos()).unwrap_or(u64::MAX));
+            match self
+                .next
+                .compare_exchange_weak(next, following, AcqRel, Acquire)
+            {
                 Ok(_) => return Ok(self.at(next)),
                 Err(actual) => next = actual,
             }

@@ -59,9 +59,12 @@ impl Waiter {
     /// A waiter for the caller (the running coroutine or this thread), in state `WAITING`.
     pub(crate) fn prepare() -> Arc<Waiter> {
         let unparker = Unparker::current();
-        let mut waiter = SPARE
-            .take()
-            .unwrap_or_else(|| Arc::new(Waiter { state: AtomicUsize::new(WAITING), unparker: None }));
+        let mut waiter = SPARE.take().unwrap_or_else(|| {
+            Arc::new(Waiter {
+                state: AtomicUsize::new(WAITING),
+                unparker: None,
+            })
+        });
         let w = Arc::get_mut(&mut waiter).expect("a spare waiter is not shared");
         *w.state.get_mut() = WAITING;
         w.unparker = Some(unparker);
@@ -92,7 +95,10 @@ impl Waiter {
 
     /// The waiter gives up; `Err` names the operation somebody selected first.
     pub(crate) fn try_abort(&self) -> Result<(), usize> {
-        match self.state.compare_exchange(WAITING, ABORTED, AcqRel, Acquire) {
+        match self
+            .state
+            .compare_exchange(WAITING, ABORTED, AcqRel, Acquire)
+        {
             Ok(_) => Ok(()),
             Err(actual) => match decode(actual) {
                 State::Selected(op) => Err(op),

@@ -15,8 +15,8 @@ mod mode;
 use std::cell::Cell;
 use std::ptr;
 
-pub(crate) use mode::{AtomicMode, mode_from_env};
 pub use mode::Mode;
+pub(crate) use mode::{AtomicMode, mode_from_env};
 
 /// The mode of calls made outside any runtime (where it rarely matters: there is no coroutine
 /// stack to protect).
@@ -89,6 +89,10 @@ mod tests {
             set_current(Mode::Offload).unwrap();
             assert_eq!(runtime.load(), Mode::Offload);
         }
-        assert_eq!(current(), outside, "the word outside runtimes was not touched");
+        assert_eq!(
+            current(),
+            outside,
+            "the word outside runtimes was not touched"
+        );
     }
 }

@@ -248,17 +248,33 @@ mod tests {
         // One allocation holds both images, so which lies above the other is chosen here, not by
         // the allocator: first the old stack in the low part, then in the high part.
         let (low, high) = leak(16 + 128).split_at_mut(16);
-        let mut old = Image { words: low, guard_words: 2 };
-        let new = Image { words: high, guard_words: 0 };
+        let mut old = Image {
+            words: low,
+            guard_words: 2,
+        };
+        let new = Image {
+            words: high,
+            guard_words: 0,
+        };
         let up = move_chain(&mut old, &new);
         assert!(new.span().top > old.span().top, "moved up");
         assert_eq!(up.delta(), 128 * WORD, "a positive delta");
 
         let (low, high) = leak(128 + 16).split_at_mut(128);
-        let new = Image { words: low, guard_words: 0 };
-        let mut old = Image { words: high, guard_words: 2 };
+        let new = Image {
+            words: low,
+            guard_words: 0,
+        };
+        let mut old = Image {
+            words: high,
+            guard_words: 2,
+        };
         let down = move_chain(&mut old, &new);
         assert!(new.span().top < old.span().top, "moved down");
-        assert_eq!(down.delta(), (16 * WORD).wrapping_neg(), "a wrapped, negative delta");
+        assert_eq!(
+            down.delta(),
+            (16 * WORD).wrapping_neg(),
+            "a wrapped, negative delta"
+        );
     }
 }

@@ -36,7 +36,10 @@ impl TcpListener {
         // mio accepts with SOCK_NONBLOCK | SOCK_CLOEXEC: no further system call.
         // SAFETY: `into_raw_fd` hands over the only owner of a valid, open socket descriptor.
         let stream = unsafe { net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
-        Ok((TcpStream::from_nonblocking(stream, Timeouts::default()), addr))
+        Ok((
+            TcpStream::from_nonblocking(stream, Timeouts::default()),
+            addr,
+        ))
     }
 
     /// An endless iterator of [`accept`](TcpListener::accept)ed streams.
@@ -267,15 +270,16 @@ impl Write for &TcpStream {
     /// Sends with `MSG_NOSIGNAL` (std does too): a closed peer is `BrokenPipe`, never `SIGPIPE`.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner
-            .io(Direction::Write, self.timeouts.write(), |mut s| s.write(buf))
+            .io(Direction::Write, self.timeouts.write(), |mut s| {
+                s.write(buf)
+            })
     }
 
     /// `sendmsg` with `MSG_NOSIGNAL` (a plain `writev` could raise `SIGPIPE`).
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.inner
-            .io(Direction::Write, self.timeouts.write(), |s| {
-                send_vectored(s.as_raw_fd(), bufs)
-            })
+        self.inner.io(Direction::Write, self.timeouts.write(), |s| {
+            send_vectored(s.as_raw_fd(), bufs)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -56,10 +56,9 @@ impl UdpSocket {
     /// used, as std does).
     pub fn send_to<A: ToSocketAddrs + Send>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         let addr = each_addr(addr, |addr| Ok(*addr))?;
-        self.inner
-            .io(Direction::Write, self.timeouts.write(), |s| {
-                s.send_to(buf, addr)
-            })
+        self.inner.io(Direction::Write, self.timeouts.write(), |s| {
+            s.send_to(buf, addr)
+        })
     }
 
     /// Receives a datagram and the address it came from.

@@ -449,8 +449,8 @@ impl<S: AsRawFd> IoSource<S> {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 done => return done,
             }
-            let deadline =
-                *deadline.get_or_insert_with(|| timeout.and_then(|t| Instant::now().checked_add(t)));
+            let deadline = *deadline
+                .get_or_insert_with(|| timeout.and_then(|t| Instant::now().checked_add(t)));
             let registration = if super::can_park() {
                 self.registration()
             } else {

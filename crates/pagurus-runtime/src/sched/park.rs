@@ -39,8 +39,8 @@ use std::panic;
 use std::thread::{self, Thread};
 use std::time::Instant;
 
-use super::task::{TaskRef, wake};
 use super::BLOCKING_CALL;
+use super::task::{TaskRef, wake};
 use super::worker::WorkerCore;
 use crate::coroutine::{Cancelled, Suspend};
 

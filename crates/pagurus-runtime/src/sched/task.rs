@@ -333,7 +333,10 @@ fn drop_logging_panics<F, T>(id: u64, stage: Stage<F, T>) {
             .copied()
             .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
             .unwrap_or("<non-string payload>");
-        tracing::error!(id, "dropping a coroutine's closure or result panicked: {msg}");
+        tracing::error!(
+            id,
+            "dropping a coroutine's closure or result panicked: {msg}"
+        );
         // The payload itself may panic when dropped; leak it rather than risk that.
         mem::forget(payload);
     }

@@ -481,11 +481,10 @@ impl WorkerCore {
     fn start(&self, task: &TaskRef) {
         let header = task.header();
         let size = self.shared.config.initial_stack_size;
-        let stack = self
-            .pool
-            .borrow_mut()
-            .take(size)
-            .unwrap_or_else(|err| fatal::stack_alloc_failed(size, err.raw_os_error().unwrap_or(0)));
+        let stack =
+            self.pool.borrow_mut().take(size).unwrap_or_else(|err| {
+                fatal::stack_alloc_failed(size, err.raw_os_error().unwrap_or(0))
+            });
         let data = Arc::as_ptr(task) as *const ();
         // SAFETY: the context lives inside the task's Arc allocation, which does not move and is
         // kept alive by `live` until the coroutine is done; `data` is the TaskCell its body

@@ -42,8 +42,8 @@ mod system;
 
 pub(crate) use mapping::Mapping;
 pub(crate) use pool::{Registration, StackPool, give_back, register_pool, take};
-pub(crate) use running::{StackSlot, running, running_word};
 pub use running::{StackInfo, current, ensure, remaining};
+pub(crate) use running::{StackSlot, running, running_word};
 pub use system::{SYSTEM_STACK_SIZE, on_system_stack};
 pub(crate) use system::{
     on_system_stack_active, prepare_system_stack, system_stack_guard_contains,
@@ -240,11 +240,18 @@ mod tests {
         assert_eq!(s.size(), 16 * 1024);
         assert_eq!(s.top() % 16, 0);
         assert_eq!(s.top() % TOP_ALIGN, 0, "tops are aligned for moves");
-        assert_eq!(Stack::new(4 << 20).unwrap().top() % (4 << 20), 0, "and to their size");
+        assert_eq!(
+            Stack::new(4 << 20).unwrap().top() % (4 << 20),
+            0,
+            "and to their size"
+        );
         assert_eq!(s.top() - s.bottom(), 16 * 1024);
         assert_eq!(s.bottom() - s.guard_start(), GUARD_SIZE);
         let span = s.span();
-        assert_eq!((span.guard_start, span.bottom, span.top), (s.guard_start(), s.bottom(), s.top()));
+        assert_eq!(
+            (span.guard_start, span.bottom, span.top),
+            (s.guard_start(), s.bottom(), s.top())
+        );
         assert_eq!(span.size(), s.size());
         assert!(span.guard_contains(s.bottom() - 1) && !span.guard_contains(s.bottom()));
         assert!(!span.guard_contains(s.guard_start() - 1));
@@ -273,7 +280,10 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
             let msg = err.to_string();
             assert!(msg.starts_with("initial_stack_size "), "{msg}");
-            assert!(msg.contains("from 4096 to 17592186044416 (16 TiB)"), "{msg}");
+            assert!(
+                msg.contains("from 4096 to 17592186044416 (16 TiB)"),
+                "{msg}"
+            );
         }
     }
 }

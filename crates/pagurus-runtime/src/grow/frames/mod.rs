@@ -60,8 +60,8 @@ use gimli::{CfaRule, Register, RegisterRule, UnwindContext, UnwindContextStorage
 use self::cache::{Compact, RuleCache};
 #[cfg(test)]
 pub(crate) use self::objects::{FdeRange, FileCfi};
-pub(crate) use self::objects::{object_for_address, refresh_objects};
 use self::objects::{Row, Table};
+pub(crate) use self::objects::{object_for_address, refresh_objects};
 
 /// DWARF numbers of the registers the walk names (see `arch::dwarf`).
 pub(crate) use crate::arch::dwarf::{CALLEE_SAVED, RA, SP};
@@ -805,10 +805,7 @@ impl Apply<'_> {
         }
         frame.saved_len = n;
         (caller.vals[usize::from(RA)], caller.slots[usize::from(RA)]) = (ra, ra_slot);
-        (
-            caller.vals[usize::from(SP)],
-            caller.slots[usize::from(SP)],
-        ) = (cfa, 0);
+        (caller.vals[usize::from(SP)], caller.slots[usize::from(SP)]) = (cfa, 0);
         caller.valid = valid;
         Ok(Next::Caller)
     }
