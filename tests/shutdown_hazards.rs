@@ -153,22 +153,32 @@ fn closure_panicking_in_drop_at_shutdown_still_completes() {
         }
     }
     let rt = Runtime::builder().workers(1).build().unwrap();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let blocking = Arc::new(AtomicBool::new(false));
     let handle = rt.block_on(|| {
         let capture = PanicOnDrop;
-        // Spawned from the block_on thread: it waits in the injector, never started, while the
-        // only worker is kept busy until the runtime is dropped.
-        let blocker = pagurus::spawn(|| {
-            loop {
-                pagurus::yield_now();
-            }
-        });
-        let h = pagurus::spawn(move || {
-            let _c = &capture;
+        // The only worker is blocked (its thread, not just a coroutine) until after the runtime's
+        // drop has begun, so the coroutine spawned next never starts.
+        let b = blocking.clone();
+        let blocker = pagurus::spawn(move || {
+            b.store(true, SeqCst);
+            let _ = release_rx.recv();
         });
         drop(blocker);
-        h
+        while !blocking.load(SeqCst) {
+            std::thread::yield_now();
+        }
+        pagurus::spawn(move || {
+            let _c = &capture;
+        })
+    });
+    // Released only once the drop below is under way (it sends the shutdown first).
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = release_tx.send(());
     });
     drop(rt);
+    releaser.join().unwrap();
     // Joined on another thread, so a hang fails the test instead of blocking it.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(is_cancelled(handle.join())).unwrap());

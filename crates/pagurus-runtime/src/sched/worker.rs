@@ -52,6 +52,9 @@ use crate::{fatal, ffi_mode, stats};
 /// How often a busy worker looks at its inbox, its stealable deque and the global injector before
 /// its local queue, so coroutines that yield to each other cannot starve everyone else.
 const FAIRNESS_TICKS: u32 = 61;
+/// How long shutdown waits, between cancellation rounds, for wake-ups of coroutines still
+/// suspended (at most `CANCEL_ATTEMPTS - 1` times, and only while some are).
+const SHUTDOWN_PATIENCE: Duration = Duration::from_millis(10);
 /// How many times in a row the `lifo` slot may go first.
 const MAX_LIFO_STREAK: u32 = 3;
 
@@ -516,6 +519,30 @@ impl WorkerCore {
         self.stats.coroutine_finished();
     }
 
+    /// Abandons the unstarted tasks in this worker's queues (shutdown). Started ones found there
+    /// are left to the cancellation rounds, which reach them through `live`.
+    fn abandon_queued_unstarted(&self) {
+        let mut queued: Vec<TaskRef> = self.local.borrow_mut().drain(..).collect();
+        queued.extend(self.lifo.take());
+        if let Some(deque) = &self.deque {
+            queued.extend(std::iter::from_fn(|| deque.pop()));
+        }
+        queued.extend(self.inbox.try_iter().filter_map(|msg| match msg {
+            Msg::Start(task) => {
+                self.handle.incoming.fetch_sub(1, Relaxed);
+                Some(task)
+            }
+            Msg::Run(_) | Msg::Nudge => None,
+            // Already shutting down: a second request changes nothing.
+            Msg::Shutdown => None,
+        }));
+        for task in queued {
+            if !task.header().ctx.has_stack() {
+                self.abandon(&task);
+            }
+        }
+    }
+
     /// Ends one of this worker's tasks that will never run again.
     fn abandon(&self, task: &TaskRef) {
         if abandon(task) && task.header().slot.get() != usize::MAX {
@@ -801,10 +828,20 @@ impl WorkerCore {
         } else {
             0
         };
-        for _ in 0..attempts {
+        for attempt in 0..attempts {
             let started: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
             if started.is_empty() {
                 break;
+            }
+            // Unstarted coroutines still queued here never run: complete them with `Cancelled`
+            // now, so that destructors joining them (in the coroutines cancelled below) see
+            // them finish instead of waiting until after the last round.
+            self.abandon_queued_unstarted();
+            if attempt > 0 {
+                // Still suspended after a cancellation: a destructor waits for something, often
+                // a coroutine another worker is cancelling right now. Give that worker a moment
+                // to finish it (its wake-up ends this wait early) before resuming again.
+                self.idle_wait(Some(Instant::now() + SHUTDOWN_PATIENCE));
             }
             for task in started {
                 if task.header().state.load(Acquire) & PHASE != DONE {
