@@ -11,16 +11,11 @@ use std::hint::black_box;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use pagurus::Runtime;
-use pagurus::channel::bounded;
+mod common;
 
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .workers(workers)
-        .build()
-        .expect("start a runtime")
-}
+use common::runtime;
+use criterion::{Criterion, criterion_group, criterion_main};
+use pagurus::channel::bounded;
 
 /// `iters` round trips: we send on `ping`, the partner answers on `pong`.
 fn pingpong_rounds(iters: u64, spawn_partner: impl FnOnce(Box<dyn FnOnce() + Send>)) -> Duration {

@@ -8,26 +8,12 @@
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+mod common;
+
+use common::{in_coroutine, runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
-use pagurus::Runtime;
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .workers(workers)
-        .build()
-        .expect("start a runtime")
-}
-
-/// Runs `body(iters)` inside a spawned coroutine and returns the time it measured.
-fn in_coroutine(rt: &Runtime, iters: u64, body: fn(u64) -> Duration) -> Duration {
-    rt.block_on(|| {
-        pagurus::spawn(move || body(iters))
-            .join()
-            .expect("bench body panicked")
-    })
-}
 
 fn yield_now(c: &mut Criterion) {
     let mut group = c.benchmark_group("sched");

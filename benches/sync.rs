@@ -15,25 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{in_coroutine, runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
-use pagurus::Runtime;
 use pagurus::sync::{Mutex, RwLock, Semaphore};
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .workers(workers)
-        .build()
-        .expect("start a runtime")
-}
-
-/// Runs `body(iters)` inside a spawned coroutine and returns the time it measured.
-fn in_coroutine(rt: &Runtime, iters: u64, body: fn(u64) -> Duration) -> Duration {
-    rt.block_on(|| {
-        pagurus::spawn(move || body(iters))
-            .join()
-            .expect("bench body panicked")
-    })
-}
 
 fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("sync");
