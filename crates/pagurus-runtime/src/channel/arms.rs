@@ -117,12 +117,6 @@ impl<'a, T> SendArm<'a, T> {
     pub fn into_result(self) -> Result<(), SendError<T>> {
         self.result.expect("select! completed this arm")
     }
-
-    /// The value of an arm that did not complete.
-    pub(crate) fn into_value(self) -> T {
-        self.value
-            .expect("an arm that did not complete holds its value")
-    }
 }
 
 impl<T> Operation for SendArm<'_, T> {

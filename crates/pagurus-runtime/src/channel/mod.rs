@@ -88,7 +88,7 @@ pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
-use arms::{RecvArm, SendArm};
+use arms::RecvArm;
 use select::{Timeout, select};
 
 /// What the `select!` macro expands to; not a stable API.
@@ -302,13 +302,7 @@ impl<T> Sender<T> {
     }
 
     fn send_until(&self, value: T, timeout: Timeout) -> Result<(), SendTimeoutError<T>> {
-        let mut arm = SendArm::new(self, value);
-        match select(&mut [arm.arm(0)], timeout) {
-            Some(_) => arm
-                .into_result()
-                .map_err(|SendError(v)| SendTimeoutError::Disconnected(v)),
-            None => Err(SendTimeoutError::Timeout(arm.into_value())),
-        }
+        self.chan.send_blocking(value, timeout)
     }
 
     /// Whether no message is buffered.
@@ -459,6 +453,9 @@ impl<T> Receiver<T> {
     }
 
     fn recv_until(&self, timeout: Timeout) -> Result<T, RecvTimeoutError> {
+        if let Flavor::Queue(chan) = &self.flavor {
+            return chan.recv_blocking(timeout);
+        }
         let mut arm = RecvArm::new(self);
         match select(&mut [arm.arm(0)], timeout) {
             Some(_) => arm

@@ -30,9 +30,14 @@
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use super::error::{TryRecvError, TrySendError};
-use super::waiter::Waiter;
+use super::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
+use super::select::{GaveUp, Outcome, Timeout, wait};
+use super::waiter::{
+    Waiter, defer_cancellation, deferred_cancellation_owed, wait_for_deferred_cancellation,
+};
+use crate::sched::park::raise_cancelled;
 
 /// A channel of the queue flavour, shared by its senders and receivers.
 pub(crate) struct Channel<T> {
@@ -124,6 +129,132 @@ impl<T> Channel<T> {
         Ok(value)
     }
 
+    /// A blocking `send` (`send`, `send_timeout`, `send_deadline`): one arm, so the try and the
+    /// registration share one critical section, and a send that a receiver completes needs no
+    /// lock after the park (see [`complete_send`](Channel::complete_send)). The protocol is
+    /// `select`'s (`select.rs`) for one arm.
+    pub(crate) fn send_blocking(
+        &self,
+        mut value: T,
+        timeout: Timeout,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let mut checked_deferred = false;
+        let (waiter, deadline) = loop {
+            let mut g = self.lock();
+            value = match g.send(value, self.cap) {
+                Ok(woken) => {
+                    drop(g);
+                    if let Some(waiter) = woken {
+                        waiter.unpark();
+                    }
+                    return Ok(());
+                }
+                Err(TrySendError::Disconnected(v)) => {
+                    return Err(SendTimeoutError::Disconnected(v));
+                }
+                Err(TrySendError::Full(v)) => v,
+            };
+            let Some(deadline) = still_waiting(timeout) else {
+                return Err(SendTimeoutError::Timeout(value));
+            };
+            if !checked_deferred && deferred_cancellation_owed() {
+                // Perhaps by the caller (then this unwinds); retry once the check is done.
+                drop(g);
+                wait_for_deferred_cancellation();
+                checked_deferred = true;
+                continue;
+            }
+            let waiter = Waiter::prepare();
+            g.senders.push_back(SendEntry {
+                entry: Entry {
+                    waiter: waiter.clone(),
+                    op: 0,
+                },
+                value,
+            });
+            break (waiter, deadline);
+        };
+        let result = match wait(&waiter, deadline, deadline) {
+            Outcome::Selected { op, cancelled } => {
+                let result = self.complete_send(&waiter, op);
+                if cancelled {
+                    defer_cancellation();
+                }
+                result.map_err(SendTimeoutError::Disconnected)
+            }
+            Outcome::GaveUp(why) => {
+                let value = self.unregister_send(&waiter, 0);
+                match why {
+                    GaveUp::Cancelled => {
+                        Waiter::release(waiter);
+                        drop(value);
+                        raise_cancelled();
+                    }
+                    // `wait` retries only for time arms, and a single send has none.
+                    GaveUp::TimedOut | GaveUp::Retry => Err(SendTimeoutError::Timeout(value)),
+                }
+            }
+        };
+        Waiter::release(waiter);
+        result
+    }
+
+    /// A blocking `recv` (`recv`, `recv_timeout`, `recv_deadline`), like
+    /// [`send_blocking`](Channel::send_blocking).
+    pub(crate) fn recv_blocking(&self, timeout: Timeout) -> Result<T, RecvTimeoutError> {
+        let mut checked_deferred = false;
+        let (waiter, deadline) = loop {
+            let mut g = self.lock();
+            match g.recv() {
+                Ok((value, woken)) => {
+                    drop(g);
+                    if let Some(waiter) = woken {
+                        waiter.unpark();
+                    }
+                    return Ok(value);
+                }
+                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {}
+            }
+            let Some(deadline) = still_waiting(timeout) else {
+                return Err(RecvTimeoutError::Timeout);
+            };
+            if !checked_deferred && deferred_cancellation_owed() {
+                drop(g);
+                wait_for_deferred_cancellation();
+                checked_deferred = true;
+                continue;
+            }
+            let waiter = Waiter::prepare();
+            g.receivers.push_back(Entry {
+                waiter: waiter.clone(),
+                op: 0,
+            });
+            break (waiter, deadline);
+        };
+        let result = match wait(&waiter, deadline, deadline) {
+            Outcome::Selected { op, cancelled } => {
+                let result = self.complete_recv(&waiter, op);
+                if cancelled {
+                    defer_cancellation();
+                }
+                result.map_err(|()| RecvTimeoutError::Disconnected)
+            }
+            Outcome::GaveUp(why) => {
+                self.unregister_recv(&waiter, 0);
+                match why {
+                    GaveUp::Cancelled => {
+                        Waiter::release(waiter);
+                        raise_cancelled();
+                    }
+                    GaveUp::TimedOut | GaveUp::Retry => Err(RecvTimeoutError::Timeout),
+                }
+            }
+        };
+        Waiter::release(waiter);
+        result
+    }
+
     /// Queues `value` as operation `op` of `waiter`, unless a send could complete now (then the
     /// value comes back in `Err` and nothing was queued).
     pub(crate) fn register_send(&self, waiter: &Arc<Waiter>, op: usize, value: T) -> Result<(), T> {
@@ -181,19 +312,20 @@ impl<T> Channel<T> {
     }
 
     /// Completes a send that was selected: `Ok` if a receiver took the value, `Err(value)` if
-    /// the receivers disconnected.
+    /// the receivers disconnected. Only the disconnection needs the lock: a receiver that
+    /// selects a sender takes its entry with the value in the same critical section.
     pub(crate) fn complete_send(&self, waiter: &Arc<Waiter>, op: usize) -> Result<(), T> {
-        let mut g = self.lock();
-        match g.senders.iter().position(|e| e.entry.is(waiter, op)) {
-            None => Ok(()),
-            Some(i) => {
-                debug_assert!(
-                    g.receivers_gone,
-                    "a send selected in place is a disconnection"
-                );
-                Err(g.senders.remove(i).expect("index from position").value)
-            }
+        if !waiter.selected_by_disconnection() {
+            return Ok(());
         }
+        let mut g = self.lock();
+        debug_assert!(g.receivers_gone, "a disconnection selected the send");
+        let i = g
+            .senders
+            .iter()
+            .position(|e| e.entry.is(waiter, op))
+            .expect("a send selected by a disconnection is still queued");
+        Err(g.senders.remove(i).expect("index from position").value)
     }
 
     /// Completes a receive that was selected: the value handed to it, or (selected by the
@@ -228,7 +360,7 @@ impl<T> Channel<T> {
             g.senders_gone = true;
             g.receivers
                 .iter()
-                .filter(|e| e.waiter.try_select(e.op))
+                .filter(|e| e.waiter.try_select_disconnected(e.op))
                 .map(|e| e.waiter.clone())
                 .collect::<Vec<_>>()
         };
@@ -242,7 +374,7 @@ impl<T> Channel<T> {
             g.receivers_gone = true;
             g.senders
                 .iter()
-                .filter(|e| e.entry.waiter.try_select(e.entry.op))
+                .filter(|e| e.entry.waiter.try_select_disconnected(e.entry.op))
                 .map(|e| e.entry.waiter.clone())
                 .collect::<Vec<_>>()
         };
@@ -259,6 +391,17 @@ impl<T> Channel<T> {
 
     pub(crate) fn is_full(&self) -> bool {
         self.len() >= self.cap
+    }
+}
+
+/// For a blocking operation that found nothing ready: `None` when it may not wait (`Now`, or a
+/// deadline already passed), else how long it may (`Some(None)`: for ever).
+fn still_waiting(timeout: Timeout) -> Option<Option<Instant>> {
+    match timeout {
+        Timeout::Now => None,
+        Timeout::Never => Some(None),
+        Timeout::At(deadline) if Instant::now() >= deadline => None,
+        Timeout::At(deadline) => Some(Some(deadline)),
     }
 }
 
@@ -311,10 +454,18 @@ impl<T> Inner<T> {
 
     /// Selects the oldest live sender and takes its value.
     fn take_live_sender(&mut self) -> Option<(Arc<Waiter>, T)> {
+        // The common case, a live entry at the front, without shifting the queue.
+        let front = self.senders.front()?;
+        if front.entry.waiter.try_select(front.entry.op) {
+            let e = self.senders.pop_front().expect("front exists");
+            return Some((e.entry.waiter, e.value));
+        }
         let i = self
             .senders
             .iter()
-            .position(|e| e.entry.waiter.try_select(e.entry.op))?;
+            .skip(1)
+            .position(|e| e.entry.waiter.try_select(e.entry.op))?
+            + 1;
         let e = self.senders.remove(i).expect("index from position");
         Some((e.entry.waiter, e.value))
     }

@@ -81,14 +81,14 @@ impl Timeout {
 }
 
 /// Why a round ended without a selection.
-enum GaveUp {
+pub(super) enum GaveUp {
     /// An arm became ready (or a time arm's deadline passed): try again.
     Retry,
     TimedOut,
     Cancelled,
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Selected { op: usize, cancelled: bool },
     GaveUp(GaveUp),
 }
@@ -178,7 +178,11 @@ pub fn select(arms: &mut [Arm<'_>], timeout: Timeout) -> Option<usize> {
 }
 
 /// Parks until `waiter` is selected or the round must end (step 3).
-fn wait(waiter: &Arc<Waiter>, wake_at: Option<Instant>, deadline: Option<Instant>) -> Outcome {
+pub(super) fn wait(
+    waiter: &Arc<Waiter>,
+    wake_at: Option<Instant>,
+    deadline: Option<Instant>,
+) -> Outcome {
     loop {
         match waiter.state() {
             State::Selected(op) => {

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //!   WAITING ──CAS by a counterpart (under that channel's lock)──► SELECTED(op)
+//!      │    └─CAS by a disconnection (under that channel's lock)──► SELECTED(op) + DISCONNECTED
 //!      │
 //!      └──CAS by the waiter itself (timeout, cancellation, "ready, retry")──► ABORTED
 //! ```
@@ -14,7 +15,9 @@
 //! Exactly one CAS leaves `WAITING`, and that winner alone completes an operation with this
 //! waiter: a sender that selects a waiting receiver leaves the value in the channel for it (a
 //! *handoff*), a receiver that selects a waiting sender takes the value out of the sender's queue
-//! entry. A waiter that aborts first is never handed anything. Once out of `WAITING` the state
+//! entry. A waiter that aborts first is never handed anything. A selection by a disconnection
+//! says so in the state word, so a selected sender learns whether its value was taken without
+//! taking the channel's lock again. Once out of `WAITING` the state
 //! never changes again; a waiter that wants to wait again takes a fresh round (`prepare`).
 //!
 //! Nothing here points into a stack: the waiter and everything the queues hold are heap objects
@@ -35,8 +38,10 @@ use crate::sched::park::{Parked, Unparker, WaitReason, defer_cancel, park, raise
 const WAITING: usize = 0;
 /// The waiter gave up (timeout, cancellation, or retry); nobody may complete with it.
 const ABORTED: usize = 1;
-/// `SELECTED(op)` is `op + FIRST_OP`.
+/// `SELECTED(op)` is `FIRST_OP + 2 * op`, plus [`DISCONNECTED`] when a disconnection selected it.
 const FIRST_OP: usize = 2;
+/// The selection was a disconnection of the channel, not a counterpart's operation.
+const DISCONNECTED: usize = 1;
 
 /// One blocked operation or `select!`. See the module docs.
 #[derive(Debug)]
@@ -89,8 +94,23 @@ impl Waiter {
     /// critical section (remove the entry, take its value or leave the handoff).
     pub(crate) fn try_select(&self, op: usize) -> bool {
         self.state
-            .compare_exchange(WAITING, op + FIRST_OP, AcqRel, Acquire)
+            .compare_exchange(WAITING, FIRST_OP + 2 * op, AcqRel, Acquire)
             .is_ok()
+    }
+
+    /// A disconnection of the channel of operation `op` selects it (under that channel's lock,
+    /// in the same critical section that marks the side gone): the operation's entry stays
+    /// queued and nothing is handed over.
+    pub(crate) fn try_select_disconnected(&self, op: usize) -> bool {
+        self.state
+            .compare_exchange(WAITING, FIRST_OP + 2 * op + DISCONNECTED, AcqRel, Acquire)
+            .is_ok()
+    }
+
+    /// Whether the waiter was selected by a disconnection (call once it is selected).
+    pub(crate) fn selected_by_disconnection(&self) -> bool {
+        let state = self.state.load(Acquire);
+        state >= FIRST_OP && (state - FIRST_OP) & DISCONNECTED != 0
     }
 
     /// The waiter gives up; `Err` names the operation somebody selected first.
@@ -132,7 +152,7 @@ fn decode(state: usize) -> State {
     match state {
         WAITING => State::Waiting,
         ABORTED => State::Aborted,
-        op => State::Selected(op - FIRST_OP),
+        selected => State::Selected((selected - FIRST_OP) / 2),
     }
 }
 
@@ -150,9 +170,18 @@ pub(crate) fn defer_cancellation() {
     DEFERRED.with_borrow_mut(|owed| owed.push(Unparker::current()));
 }
 
+/// Whether some coroutine of this thread owes an unwind (a cheap first check before
+/// [`wait_for_deferred_cancellation`], which then tells whether it is the caller).
+pub(crate) fn deferred_cancellation_owed() -> bool {
+    DEFERRED.with_borrow(|owed| !owed.is_empty())
+}
+
 /// If the caller owes an unwind (see [`defer_cancellation`]), parks it where nobody can select
 /// it until the runtime cancels it again, then unwinds with `Cancelled`.
 pub(crate) fn wait_for_deferred_cancellation() {
+    if !deferred_cancellation_owed() {
+        return;
+    }
     let owes = DEFERRED.with_borrow_mut(|owed| {
         if owed.is_empty() {
             return false;
