@@ -23,16 +23,20 @@
 //! Nothing here points into a stack: the waiter and everything the queues hold are heap objects
 //! owned by reference counts, and values travel inside the channel's own (locked) state.
 //!
-//! Allocation: each thread keeps one spare waiter. A blocked operation takes it (or allocates),
-//! and gives it back when it is done if no channel still holds a reference (`Arc::get_mut`
-//! succeeds); otherwise the last holder frees it. A coroutine that parks while another on the
-//! same thread also waits simply allocates a second one.
+//! Allocation: a waiter is made for one coroutine (or thread) and reused by it. A coroutine keeps
+//! its waiter in its task (`park::cache_waiter`, emptied when the coroutine finishes, since the
+//! waiter's unparker refers back to the task); a plain thread keeps its own in a thread-local.
+//! A blocked operation takes it back if nothing else still holds a reference (a queue entry or
+//! a waker that has not dropped its clone yet), and otherwise allocates a fresh one.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicUsize, Ordering::*, fence};
 
-use crate::sched::park::{Parked, Unparker, WaitReason, defer_cancel, park, raise_cancelled};
+use crate::sched::park::{
+    Parked, Unparker, WaitReason, cache_waiter, defer_cancel, park, raise_cancelled,
+    take_cached_waiter,
+};
 
 /// No operation chosen yet.
 const WAITING: usize = 0;
@@ -47,9 +51,8 @@ const DISCONNECTED: usize = 1;
 #[derive(Debug)]
 pub(crate) struct Waiter {
     state: AtomicUsize,
-    /// Set while the waiter is in use (`Some` whenever a queue can see it); cleared before it
-    /// is cached so that the cache does not keep a finished coroutine's task alive.
-    unparker: Option<Unparker>,
+    /// The coroutine or thread the waiter belongs to, for its whole life.
+    unparker: Unparker,
 }
 
 /// What the state word says.
@@ -62,25 +65,35 @@ pub(crate) enum State {
 
 impl Waiter {
     /// A waiter for the caller (the running coroutine or this thread), in state `WAITING`.
+    ///
+    /// # Panics
+    ///
+    /// Where the caller cannot park (see `Unparker::current`).
     pub(crate) fn prepare() -> Arc<Waiter> {
-        let unparker = Unparker::current();
-        let mut waiter = SPARE.take().unwrap_or_else(|| {
-            Arc::new(Waiter {
-                state: AtomicUsize::new(WAITING),
-                unparker: None,
-            })
-        });
-        let w = Arc::get_mut(&mut waiter).expect("a spare waiter is not shared");
-        *w.state.get_mut() = WAITING;
-        w.unparker = Some(unparker);
-        waiter
+        let cached = match take_cached_waiter() {
+            Some(cached) => cached.downcast::<Waiter>().ok(),
+            None => SPARE.take(),
+        };
+        if let Some(waiter) = cached
+            && Arc::strong_count(&waiter) == 1
+        {
+            // Nobody else holds it: whoever dropped the last other reference did so (Release)
+            // after its last use, which this fence orders before the reuse.
+            fence(Acquire);
+            waiter.state.store(WAITING, Relaxed);
+            return waiter;
+        }
+        Arc::new(Waiter {
+            state: AtomicUsize::new(WAITING),
+            unparker: Unparker::current(),
+        })
     }
 
-    /// Gives the waiter back after its round, keeping it as this thread's spare if nothing else
-    /// holds it.
-    pub(crate) fn release(mut waiter: Arc<Waiter>) {
-        if let Some(w) = Arc::get_mut(&mut waiter) {
-            w.unparker = None;
+    /// Gives the waiter back after its round, for the caller's next one.
+    pub(crate) fn release(waiter: Arc<Waiter>) {
+        if waiter.unparker.is_task() {
+            cache_waiter(waiter);
+        } else {
             SPARE.set(Some(waiter));
         }
     }
@@ -135,10 +148,7 @@ impl Waiter {
 
     /// Wakes the waiter (after a successful `try_select`, outside the channel lock).
     pub(crate) fn unpark(&self) {
-        self.unparker
-            .as_ref()
-            .expect("a waiter in a queue has an unparker")
-            .unpark();
+        self.unparker.unpark();
     }
 
     /// This waiter's identity, for handoffs: stable while any `Arc` to it lives, and the waiter
@@ -201,7 +211,7 @@ thread_local! {
     /// cancellation was deferred and which have not waited on a channel since. Only shutdown
     /// cancels, and a worker's thread exits after its shutdown, so this never grows for long.
     static DEFERRED: RefCell<Vec<Unparker>> = const { RefCell::new(Vec::new()) };
-    /// This thread's spare waiter (see the module docs).
+    /// This thread's waiter, when it is not a coroutine (see the module docs).
     static SPARE: Cell<Option<Arc<Waiter>>> = const { Cell::new(None) };
     /// The state of this thread's xorshift generator (never zero).
     static RNG: Cell<u64> = const { Cell::new(0) };

@@ -40,7 +40,7 @@ use std::thread::{self, Thread};
 use std::time::Instant;
 
 use super::BLOCKING_CALL;
-use super::task::{TaskRef, wake};
+use super::task::{CachedWaiter, TaskRef, wake};
 use super::worker::WorkerCore;
 use crate::coroutine::{Cancelled, Suspend};
 
@@ -103,6 +103,11 @@ impl Unparker {
             Inner::Task(task) => wake(task),
             Inner::Thread(thread) => thread.unpark(),
         }
+    }
+
+    /// Whether it names a coroutine (not an OS thread).
+    pub(crate) fn is_task(&self) -> bool {
+        matches!(self.inner, Inner::Task(_))
     }
 
     /// Whether both name the same waiter.
@@ -204,6 +209,28 @@ fn park_coroutine(reason: WaitReason) -> Parked {
         Parked::Cancelled
     } else {
         Parked::Woken
+    }
+}
+
+/// Takes the running coroutine's cached waiter (see `Header::waiter_cache`); `None` outside a
+/// scheduled coroutine or when nothing is cached.
+///
+/// # Panics
+///
+/// Where a coroutine cannot park (on the system stack, in a raw coroutine), as
+/// [`Unparker::current`] does.
+pub(crate) fn take_cached_waiter() -> Option<CachedWaiter> {
+    let core = WorkerCore::current()?;
+    super::scheduled_context(BLOCKING_CALL);
+    core.current_header()?.waiter_cache.take()
+}
+
+/// Caches `waiter` in the running coroutine for its next wait; dropped when not called from a
+/// scheduled coroutine. The coroutine's task must not be needed back from it after the
+/// coroutine finishes (the cache is emptied then).
+pub(crate) fn cache_waiter(waiter: CachedWaiter) {
+    if let Some(header) = WorkerCore::current().and_then(WorkerCore::current_header) {
+        header.waiter_cache.set(Some(waiter));
     }
 }
 

@@ -89,7 +89,15 @@ pub(crate) struct Header {
     home: UnsafeCell<Option<Arc<WorkerHandle>>>,
     /// Home-thread only: key in the home worker's table of started tasks.
     pub(crate) slot: Cell<usize>,
+    /// Home-thread only: a blocking primitive's reusable per-coroutine waiter (channels keep
+    /// theirs here; see `park::take_cached_waiter`). Emptied when the coroutine finishes, since
+    /// the waiter refers back to the task.
+    pub(crate) waiter_cache: Cell<Option<CachedWaiter>>,
 }
+
+/// What [`Header::waiter_cache`] holds: the primitive's own type, behind `Any` (primitives live
+/// above the scheduler).
+pub(crate) type CachedWaiter = Arc<dyn std::any::Any + Send + Sync>;
 
 impl Header {
     pub(crate) fn new(id: u64, body: Body) -> Header {
@@ -102,6 +110,7 @@ impl Header {
             ctx: Context::new(body),
             home: UnsafeCell::new(None),
             slot: Cell::new(usize::MAX),
+            waiter_cache: Cell::new(None),
         }
     }
 

@@ -85,15 +85,22 @@ impl Timers {
 
     /// The first tick at or after `deadline`.
     fn tick_at(&self, deadline: Instant) -> u64 {
+        // In u64 (a u128 division per timer is measurable): whole milliseconds of the seconds,
+        // plus the started millisecond of the rest. Saturates beyond 584 million years.
         let since = deadline.saturating_duration_since(self.origin);
-        let ms = since.as_nanos().div_ceil(1_000_000);
-        u64::try_from(ms).unwrap_or(u64::MAX)
+        since
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(since.subsec_nanos().div_ceil(1_000_000)))
     }
 
     /// The latest tick the clock has reached at `now`.
     fn tick_now(&self, now: Instant) -> u64 {
-        let ms = now.saturating_duration_since(self.origin).as_millis();
-        u64::try_from(ms).unwrap_or(u64::MAX)
+        let since = now.saturating_duration_since(self.origin);
+        since
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(since.subsec_millis()))
     }
 
     fn instant_of(&self, tick: u64) -> Instant {

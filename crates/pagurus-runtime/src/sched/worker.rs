@@ -179,6 +179,8 @@ pub(crate) struct WorkerCore {
     stats: stats::Local,
     /// Deadlines of this worker's parked coroutines (`park_until`).
     timers: RefCell<Timers>,
+    /// `fire_timers`'s buffer of due coroutines, kept for its allocation.
+    due_timers: Cell<Vec<TaskRef>>,
     /// Where the worker waits when it has nothing to run.
     poll: RefCell<mio::Poll>,
     events: RefCell<mio::Events>,
@@ -220,6 +222,7 @@ impl WorkerCore {
             id_end: Cell::new(0),
             stats: stats::Local::new(),
             timers: RefCell::new(Timers::new()),
+            due_timers: Cell::new(Vec::new()),
             poll: RefCell::new(poll),
             events: RefCell::new(mio::Events::with_capacity(256)),
             io_wakes: RefCell::new(Vec::new()),
@@ -308,16 +311,29 @@ impl WorkerCore {
         if self.timers.borrow().is_empty() {
             return None;
         }
-        let mut due = Vec::new();
+        // The buffer is kept between calls (taken out, so that a wake that drops the last
+        // reference to a task, running its destructors, cannot find it borrowed).
+        let mut due = self.due_timers.take();
         let next = self
             .timers
             .borrow_mut()
             .fire(Instant::now(), |task| due.push(task));
         // Woken outside the borrow: a wake may drop the last reference to a task.
-        for task in due {
+        for task in due.drain(..) {
             super::task::wake(&task);
         }
+        self.due_timers.set(due);
         next
+    }
+
+    /// The running coroutine's header, when called from it.
+    pub(crate) fn current_header(&self) -> Option<&Header> {
+        // SAFETY: `current` points into a task kept alive by `run_task` while it is set, and
+        // the reference does not outlive the caller's use on this thread (the running
+        // coroutine's own code, which `run_task` outlives).
+        self.current
+            .get()
+            .map(|task| unsafe { task.as_ref() }.header())
     }
 
     /// Records what the running coroutine is about to park for.
@@ -506,6 +522,8 @@ impl WorkerCore {
     fn finish(&self, task: &TaskRef) {
         let header = task.header();
         header.state.store(DONE, Release);
+        // The cached waiter refers to the task: break the cycle.
+        drop(header.waiter_cache.take());
         if let Some(stack) = header.ctx.take_stack() {
             self.pool.borrow_mut().give_back(stack);
         }
