@@ -9,8 +9,10 @@
 //! pool on or off, quarantine on or off, a random default foreign-call mode), runs a few hundred
 //! coroutines, each a random sequence of the workloads in [`WORKLOADS`], and checks every result.
 //! About one round in three then leaves coroutines parked in every kind of wait (sleeping,
-//! queued on a mutex, a semaphore and a wait group, yielding in a loop, deep in a grown stack)
-//! and drops the runtime under them: each must unwind (its destructors run, counted) and its
+//! queued on a mutex, a semaphore and a wait group, yielding in a loop, deep in a grown stack,
+//! receiving from an empty channel, sending on a full one, in a `select!`, reading a TCP socket
+//! nobody writes to, waiting on a condition variable) and drops the runtime under them: each
+//! must unwind (its destructors run, counted; its sockets close) and its
 //! join must return `Cancelled`.
 //!
 //! After every round, with the runtime gone: `pagurus::stats()` shows no live coroutine and no
@@ -22,24 +24,31 @@
 //! a round that takes longer than [`ROUND_LIMIT`] aborts the process (a hang).
 //!
 //! Covered: stack growth (recursion by faults, `stack::ensure`, frames pointing into each other),
-//! yields, spawn/join trees, panics (payloads checked), `pagurus::sync` (Mutex, Semaphore,
-//! WaitGroup), `pagurus::time::sleep`, foreign calls in every mode (`crates/ffi-fixtures`: plain
+//! yields, spawn/join trees, panics (payloads checked), `pagurus::sync` (Mutex, RwLock, Condvar,
+//! Semaphore, WaitGroup), `pagurus::time::sleep`, `pagurus::channel` (rendezvous, bounded and
+//! unbounded channels with several producers and consumers, counts, sums and per-producer order
+//! checked; `select!` with recv and send arms and `default(dur)`, `time::after` and
+//! `time::tick` in a `select!`), `pagurus::net` (a TCP echo over loopback between coroutines,
+//! bytes checked; UDP round trips), foreign calls in every mode (`crates/ffi-fixtures`: plain
 //! calls, 64 KiB unprobed frames, deep C stacks, callbacks, errno, a blocking call woken by
-//! another coroutine), and cancellation of all the waits above. Channels (`pagurus::channel`)
-//! and sockets (`pagurus::net`) are not covered yet: they land on other branches, and each is one
-//! more function in [`WORKLOADS`] (and, for cancellation, one more case in `park_forever`).
+//! another coroutine), and cancellation of all the waits above.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::ffi::c_int;
+use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use pagurus::channel::{self, Receiver, Sender};
 use pagurus::ffi::{self, Mode};
-use pagurus::sync::{Mutex, Semaphore, WaitGroup};
-use pagurus::{Cancelled, JoinHandle, Runtime, spawn, stack, stats, yield_now};
+use pagurus::net::{TcpListener, TcpStream, UdpSocket};
+use pagurus::sync::{Condvar, Mutex, RwLock, Semaphore, WaitGroup};
+use pagurus::{Cancelled, JoinHandle, Runtime, select, spawn, stack, stats, time, yield_now};
 use pagurus_ffi_fixtures::ffi::{
     pf_add, pf_callback, pf_fail_with_errno, pf_unprobed_64k, pf_use_stack, pf_wait_flag,
 };
@@ -51,6 +60,15 @@ const RSS_SLACK: u64 = 24 << 20;
 const ROUND_LIMIT: Duration = Duration::from_secs(120);
 /// Coroutines a round runs (each a few workloads).
 const TASKS_PER_ROUND: usize = 200;
+
+/// A failed check: panics with a message the round reports.
+macro_rules! check {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            panic!("soak check: {}", format!($($fmt)+));
+        }
+    };
+}
 
 /// One workload: runs in a coroutine with its own random stream, checks its own results (a
 /// failed check panics with a message starting `soak check`), returns a number that went into
@@ -69,6 +87,12 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ("semaphore", semaphore),
     ("wait group", wait_group),
     ("sleep", sleep),
+    ("channels", channels),
+    ("select with timers", select_with_timers),
+    ("rwlock", rwlock),
+    ("condvar", condvar),
+    ("tcp echo", tcp_echo),
+    ("udp round trip", udp_round_trip),
     ("foreign calls", foreign_calls),
     ("blocking foreign call", blocking_foreign_call),
 ];
@@ -288,10 +312,20 @@ fn drop_under_waiters(rt: Runtime, rng: &mut Rng) -> Result<u64, String> {
     let dropped = Arc::new(AtomicUsize::new(0));
     let parked = Arc::new(AtomicUsize::new(0));
     let lock = Arc::new(Mutex::new(0u64));
-    let none = Arc::new(Semaphore::new(0));
-    let never = WaitGroup::new();
-    never.add(1);
-    let kinds: Vec<u64> = (0..n).map(|_| rng.below(6)).collect();
+    let (open_tx, open_rx) = channel::unbounded::<u64>();
+    let (full_tx, full_rx) = channel::bounded::<u64>(1);
+    full_tx.send(0).unwrap();
+    let waits = Arc::new(Waits {
+        lock: lock.clone(),
+        none: Semaphore::new(0),
+        never: WaitGroup::new(),
+        parked: parked.clone(),
+        empty: open_rx,
+        full: full_tx,
+        cv: (Mutex::new(false), Condvar::new()),
+    });
+    waits.never.add(1);
+    let kinds: Vec<u64> = (0..n).map(|_| rng.below(WAIT_KINDS)).collect();
     let handles = rt.block_on(|| {
         // Holds the lock for ever (until cancelled), so that lockers queue behind it.
         let holder = {
@@ -309,11 +343,10 @@ fn drop_under_waiters(rt: Runtime, rng: &mut Rng) -> Result<u64, String> {
             .iter()
             .map(|&kind| {
                 let guard = Guard(dropped.clone());
-                let (lock, none, never, parked) =
-                    (lock.clone(), none.clone(), never.clone(), parked.clone());
+                let waits = waits.clone();
                 spawn(move || {
                     let _guard = guard;
-                    park_forever(kind, &lock, &none, &never, &parked);
+                    park_forever(kind, &waits);
                 })
             })
             .collect();
@@ -343,8 +376,31 @@ fn drop_under_waiters(rt: Runtime, rng: &mut Rng) -> Result<u64, String> {
             Ok(()) => return Err("a coroutine parked for ever finished".to_owned()),
         }
     }
+    // The other ends stayed open all along, so the channel waits were never disconnected.
+    drop((open_tx, full_rx));
     Ok(n as u64 + 1)
 }
+
+/// What the coroutines of [`drop_under_waiters`] wait on. Nothing here is ever released.
+struct Waits {
+    /// Held for ever by one coroutine.
+    lock: Arc<Mutex<u64>>,
+    /// A semaphore without permits.
+    none: Semaphore,
+    /// A wait group that never reaches zero.
+    never: WaitGroup,
+    /// Counts the coroutines about to wait.
+    parked: Arc<AtomicUsize>,
+    /// An empty channel whose sender stays open.
+    empty: Receiver<u64>,
+    /// A full channel (capacity 1) whose receiver stays open.
+    full: Sender<u64>,
+    /// A flag never set, and its condition variable.
+    cv: (Mutex<bool>, Condvar),
+}
+
+/// How many kinds of wait [`wait_once`] knows.
+const WAIT_KINDS: u64 = 11;
 
 /// Waits in the way `kind` says, after counting itself in `parked`, then sleeps for ever.
 ///
@@ -353,25 +409,14 @@ fn drop_under_waiters(rt: Runtime, rng: &mut Rng) -> Result<u64, String> {
 /// cancellation on another worker and go on normally (design.md: a waiter already handed the lock
 /// completes, and is cancelled at its next park). What every coroutine here must do is unwind at
 /// its next park, never finish.
-fn park_forever(
-    kind: u64,
-    lock: &Mutex<u64>,
-    none: &Semaphore,
-    never: &WaitGroup,
-    parked: &AtomicUsize,
-) {
-    wait_once(kind, lock, none, never, parked);
+fn park_forever(kind: u64, waits: &Waits) {
+    wait_once(kind, waits);
     pagurus::time::sleep(Duration::from_secs(3600));
 }
 
 /// The first wait of [`park_forever`].
-fn wait_once(
-    kind: u64,
-    lock: &Mutex<u64>,
-    none: &Semaphore,
-    never: &WaitGroup,
-    parked: &AtomicUsize,
-) {
+fn wait_once(kind: u64, waits: &Waits) {
+    let parked = &*waits.parked;
     match kind {
         0 => {
             parked.fetch_add(1, SeqCst);
@@ -379,15 +424,15 @@ fn wait_once(
         }
         1 => {
             parked.fetch_add(1, SeqCst);
-            *lock.lock() += 1;
+            *waits.lock.lock() += 1;
         }
         2 => {
             parked.fetch_add(1, SeqCst);
-            drop(none.acquire());
+            drop(waits.none.acquire());
         }
         3 => {
             parked.fetch_add(1, SeqCst);
-            never.wait();
+            waits.never.wait();
         }
         4 => {
             parked.fetch_add(1, SeqCst);
@@ -395,7 +440,7 @@ fn wait_once(
                 yield_now();
             }
         }
-        _ => {
+        5 => {
             // Deep in a grown stack, with a guard in every frame.
             fn deep(depth: u32, parked: &AtomicUsize) {
                 let frame = std::hint::black_box([depth as u64; 32]);
@@ -409,6 +454,44 @@ fn wait_once(
             }
             deep(200, parked);
         }
+        6 => {
+            parked.fetch_add(1, SeqCst);
+            let got = waits.empty.recv();
+            check!(
+                got.is_err(),
+                "received {got:?} from a channel nobody sends on"
+            );
+        }
+        7 => {
+            parked.fetch_add(1, SeqCst);
+            let sent = waits.full.send(7);
+            check!(sent.is_err(), "sent on a channel that stays full");
+        }
+        8 => {
+            parked.fetch_add(1, SeqCst);
+            select! {
+                recv(waits.empty) -> v => check!(v.is_err(), "select received {v:?}"),
+                send(waits.full, 8) -> r => check!(r.is_err(), "select sent on a full channel"),
+                recv(time::after(Duration::from_secs(3600))) -> _ => {}
+            }
+        }
+        9 => {
+            // A TCP read on a connection whose peer never writes; the three sockets close as the
+            // coroutine unwinds (the soak checks descriptors stay flat).
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (_server, _) = listener.accept().unwrap();
+            parked.fetch_add(1, SeqCst);
+            let mut buf = [0u8; 16];
+            let got = client.read(&mut buf);
+            check!(false, "a read nobody writes to returned {got:?}");
+        }
+        _ => {
+            let (flag, cv) = &waits.cv;
+            parked.fetch_add(1, SeqCst);
+            let set = cv.wait_while(flag.lock(), |set| !*set);
+            check!(false, "a condition never set was seen set: {}", *set);
+        }
     }
 }
 
@@ -419,15 +502,6 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.0.fetch_add(1, SeqCst);
     }
-}
-
-/// A failed check: panics with a message the round reports.
-macro_rules! check {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            panic!("soak check: {}", format!($($fmt)+));
-        }
-    };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -663,6 +737,353 @@ fn sleep(rng: &mut Rng) -> u64 {
     let slept = start.elapsed();
     check!(slept >= dur, "sleep({dur:?}) returned after {slept:?}");
     dur.as_micros() as u64
+}
+
+/// Producers and consumers on a random flavour (rendezvous, bounded, unbounded): every value
+/// arrives exactly once (count and sum), each producer's values in order at every consumer.
+fn channels(rng: &mut Rng) -> u64 {
+    let (tx, rx) = match rng.below(3) {
+        0 => channel::bounded(0),
+        1 => channel::bounded(1 + rng.below(8) as usize),
+        _ => channel::unbounded(),
+    };
+    let producers = 1 + rng.below(4);
+    let per = 1 + rng.below(60);
+    let consumers = 1 + rng.below(3);
+    let sent: Vec<_> = (0..producers)
+        .map(|p| {
+            let tx: Sender<u64> = tx.clone();
+            spawn(move || {
+                for k in 0..per {
+                    tx.send(p << 32 | k).unwrap();
+                    if k % 7 == 0 {
+                        yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let received: Vec<_> = (0..consumers)
+        .map(|_| {
+            let rx: Receiver<u64> = rx.clone();
+            spawn(move || {
+                let mut next = vec![0u64; producers as usize];
+                let (mut n, mut sum) = (0u64, 0u64);
+                for v in rx.iter() {
+                    let (p, k) = ((v >> 32) as usize, v & 0xffff_ffff);
+                    check!(k >= next[p], "producer {p}: {k} after {}", next[p]);
+                    next[p] = k + 1;
+                    n += 1;
+                    sum = sum.wrapping_add(v);
+                }
+                (n, sum)
+            })
+        })
+        .collect();
+    drop(rx);
+    for h in sent {
+        h.join().unwrap();
+    }
+    let (n, sum) = received
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .fold((0, 0u64), |a, b| (a.0 + b.0, a.1.wrapping_add(b.1)));
+    let want: u64 = (0..producers)
+        .flat_map(|p| (0..per).map(move |k| p << 32 | k))
+        .fold(0, u64::wrapping_add);
+    check!(
+        n == producers * per && sum == want,
+        "{producers} x {per} sent, {n} received (sum {sum:#x}, expected {want:#x})"
+    );
+    n
+}
+
+/// A forwarder `select!`s over two inputs (a small bounded one and an unbounded one) and a send
+/// arm to the output, with `default(dur)` when idle; the receiver `select!`s over the output, a
+/// `tick` and an `after`. Every value arrives exactly once; ticks come in order; the `after`
+/// fires no earlier than asked.
+fn select_with_timers(rng: &mut Rng) -> u64 {
+    let (a_tx, a_rx) = channel::bounded::<u64>(rng.below(3) as usize);
+    let (b_tx, b_rx) = channel::unbounded::<u64>();
+    let (out_tx, out_rx) = channel::bounded::<u64>(rng.below(2) as usize);
+    let n = 1 + rng.below(60);
+    let idle_wait = Duration::from_micros(50 + rng.below(500));
+    let producer = spawn(move || {
+        for i in 0..n {
+            if i % 2 == 0 {
+                a_tx.send(i)
+            } else {
+                b_tx.send(i)
+            }
+            .unwrap();
+            if i % 5 == 0 {
+                yield_now();
+            }
+        }
+    });
+    let forwarder = spawn(move || {
+        let mut pending = VecDeque::new();
+        let (mut a, mut b) = (a_rx, b_rx);
+        let (mut a_open, mut b_open, mut idle) = (true, true, 0u64);
+        while a_open || b_open || !pending.is_empty() {
+            match pending.front().copied() {
+                Some(front) => select! {
+                    recv(a) -> v => match v {
+                        Ok(v) => pending.push_back(v),
+                        Err(_) => a_open = false,
+                    },
+                    recv(b) -> v => match v {
+                        Ok(v) => pending.push_back(v),
+                        Err(_) => b_open = false,
+                    },
+                    send(out_tx, front) -> r => {
+                        r.unwrap();
+                        pending.pop_front();
+                    }
+                },
+                None => select! {
+                    recv(a) -> v => match v {
+                        Ok(v) => pending.push_back(v),
+                        Err(_) => a_open = false,
+                    },
+                    recv(b) -> v => match v {
+                        Ok(v) => pending.push_back(v),
+                        Err(_) => b_open = false,
+                    },
+                    default(idle_wait) => idle += 1,
+                },
+            }
+            // A disconnected input is always ready: stop listening to it.
+            if !a_open {
+                a = channel::never();
+            }
+            if !b_open {
+                b = channel::never();
+            }
+        }
+        idle
+    });
+    let start = Instant::now();
+    let delay = Duration::from_micros(rng.below(2000));
+    let mut timer = time::after(delay);
+    let ticker = time::tick(Duration::from_micros(200 + rng.below(800)));
+    let (mut got, mut sum, mut fired, mut ticks) = (0u64, 0u64, false, 0u64);
+    let mut last_tick = start;
+    let mut out = out_rx.clone();
+    let mut closed = false;
+    while got < n || !fired {
+        if closed {
+            out = channel::never();
+        }
+        select! {
+            recv(out) -> v => match v {
+                Ok(v) => {
+                    sum += v;
+                    got += 1;
+                }
+                // The forwarder is done; the timer may still be pending.
+                Err(_) => {
+                    check!(got == n, "the forwarder stopped after {got} of {n}");
+                    closed = true;
+                }
+            },
+            recv(timer) -> t => {
+                let t = t.unwrap();
+                check!(t >= start + delay, "after({delay:?}) fired {:?} early", start + delay - t);
+                fired = true;
+                timer = channel::never();
+            }
+            recv(ticker) -> t => {
+                let t = t.unwrap();
+                check!(t > last_tick, "tick went backwards");
+                last_tick = t;
+                ticks += 1;
+            }
+        }
+    }
+    check!(out_rx.recv().is_err(), "the forwarder sent more than {n}");
+    producer.join().unwrap();
+    let idle = forwarder.join().unwrap();
+    check!(
+        sum == n * (n - 1) / 2,
+        "select forwarded {got} values, sum {sum}"
+    );
+    sum.wrapping_add(ticks).wrapping_add(idle)
+}
+
+/// Writers keep two fields equal only between their two increments (with a yield in between,
+/// under the write lock); readers must always see them equal.
+fn rwlock(rng: &mut Rng) -> u64 {
+    let pair = Arc::new(RwLock::new((0u64, 0u64)));
+    let writers = 1 + rng.below(3);
+    let readers = 1 + rng.below(4);
+    let rounds = 1 + rng.below(20);
+    let mut handles: Vec<JoinHandle<()>> = (0..writers)
+        .map(|_| {
+            let pair = pair.clone();
+            spawn(move || {
+                for _ in 0..rounds {
+                    let mut g = pair.write();
+                    g.0 += 1;
+                    yield_now();
+                    g.1 += 1;
+                }
+            })
+        })
+        .collect();
+    handles.extend((0..readers).map(|_| {
+        let pair = pair.clone();
+        spawn(move || {
+            for _ in 0..rounds {
+                let g = pair.read();
+                let (a, b) = *g;
+                yield_now();
+                check!(a == b && *g == (a, b), "a reader saw {a} and {b}");
+            }
+        })
+    }));
+    for h in handles {
+        h.join().unwrap();
+    }
+    let (a, b) = *pair.read();
+    check!(
+        a == writers * rounds && b == a,
+        "{writers} x {rounds} writes gave ({a}, {b})"
+    );
+    a
+}
+
+/// A queue under a `Mutex` with a `Condvar`: producers push and notify, consumers wait while it
+/// is empty; an end marker per consumer. Every item is taken exactly once.
+fn condvar(rng: &mut Rng) -> u64 {
+    let shared = Arc::new((Mutex::new(VecDeque::<Option<u64>>::new()), Condvar::new()));
+    let consumers = 1 + rng.below(3);
+    let items = rng.below(100);
+    let taken: Vec<_> = (0..consumers)
+        .map(|_| {
+            let shared = shared.clone();
+            spawn(move || {
+                let (queue, cv) = &*shared;
+                let (mut n, mut sum) = (0u64, 0u64);
+                loop {
+                    let mut q = cv.wait_while(queue.lock(), |q| q.is_empty());
+                    match q.pop_front().unwrap() {
+                        Some(v) => {
+                            n += 1;
+                            sum += v;
+                        }
+                        None => return (n, sum),
+                    }
+                }
+            })
+        })
+        .collect();
+    let (queue, cv) = &*shared;
+    for i in 0..items {
+        queue.lock().push_back(Some(i));
+        if rng.below(2) == 0 {
+            cv.notify_one()
+        } else {
+            cv.notify_all()
+        }
+        if i % 9 == 0 {
+            yield_now();
+        }
+    }
+    for _ in 0..consumers {
+        queue.lock().push_back(None);
+        cv.notify_all();
+    }
+    let (n, sum) = taken
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    check!(
+        n == items && sum == items * items.saturating_sub(1) / 2,
+        "{items} items pushed, {n} taken (sum {sum})"
+    );
+    n
+}
+
+/// A TCP echo over loopback between coroutines: a server echoes what it reads until the end of
+/// the stream; the client writes random bytes in random chunks while another coroutine reads the
+/// echo back. The bytes must come back exactly.
+fn tcp_echo(rng: &mut Rng) -> u64 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut echoed = 0;
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            if n == 0 {
+                return echoed;
+            }
+            conn.write_all(&buf[..n]).unwrap();
+            echoed += n;
+        }
+    });
+    let salt = rng.next();
+    let data: Vec<u8> = (0..1 + rng.below(128 << 10))
+        .map(|i| (i.wrapping_mul(0x9e37_79b9) ^ salt) as u8)
+        .collect();
+    let mut client = TcpStream::connect(addr).unwrap();
+    let mut reader = client.try_clone().unwrap();
+    let echo = spawn(move || {
+        let mut back = Vec::new();
+        reader.read_to_end(&mut back).unwrap();
+        back
+    });
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let chunk = (1 + rng.below(16 << 10) as usize).min(rest.len());
+        client.write_all(&rest[..chunk]).unwrap();
+        rest = &rest[chunk..];
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    let back = echo.join().unwrap();
+    let echoed = server.join().unwrap();
+    check!(
+        echoed == data.len() && back == data,
+        "tcp echo: {} bytes sent, {echoed} echoed, {} came back (equal: {})",
+        data.len(),
+        back.len(),
+        back == data
+    );
+    data.len() as u64
+}
+
+/// UDP datagrams over loopback to an echoing coroutine and back, one at a time: each comes back
+/// whole, from the echo's address.
+fn udp_round_trip(rng: &mut Rng) -> u64 {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b_addr = b.local_addr().unwrap();
+    let n = 1 + rng.below(8);
+    let echo = spawn(move || {
+        let mut buf = [0u8; 2048];
+        for _ in 0..n {
+            let (len, from) = b.recv_from(&mut buf).unwrap();
+            b.send_to(&buf[..len], from).unwrap();
+        }
+    });
+    let mut total = 0;
+    let mut buf = [0u8; 2048];
+    for i in 0..n {
+        let len = 1 + rng.below(1400) as usize;
+        let msg: Vec<u8> = (0..len).map(|k| (k as u64 ^ i ^ n) as u8).collect();
+        a.send_to(&msg, b_addr).unwrap();
+        let (got, from) = a.recv_from(&mut buf).unwrap();
+        check!(
+            from == b_addr && buf[..got] == msg[..],
+            "udp datagram {i}: {got} bytes from {from}, sent {len} to {b_addr}"
+        );
+        total += got as u64;
+    }
+    echo.join().unwrap();
+    total
 }
 
 fn random_mode(rng: &mut Rng) -> Mode {

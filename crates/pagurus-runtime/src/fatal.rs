@@ -167,6 +167,19 @@ pub(crate) fn stack_alloc_failed(size: usize, errno: i32) -> ! {
     })
 }
 
+/// No memory could be mapped for a thread's system stack (mapped on its first use, often from a
+/// coroutine on a small stack, where unwinding a panic would itself need the stack to grow).
+/// Async-signal-safe.
+pub(crate) fn system_stack_alloc_failed(size: usize, errno: i32) -> ! {
+    report_safe(|buf| {
+        let _ = writeln!(
+            buf,
+            "pagurus: cannot map this thread's {size}-byte system stack (os error {errno}). \
+             Check `ulimit -v`, memory overcommit settings and vm.max_map_count."
+        );
+    })
+}
+
 /// A stack that cannot be walked to its coroutine's entry is not moved: say which frame stopped
 /// the walk (`failure`), and where (`symbolise`), then abort. Async-signal-safe up to
 /// `symbolise`.

@@ -2,7 +2,7 @@
 //! pointer into the old one.
 //!
 //! It works on plain memory and plain values and knows nothing of signals, schedulers or DWARF,
-//! so it is unit-tested on synthetic images. The mover (`grow::move_stack`) drives it for both
+//! so it is unit-tested on synthetic images (and property-tested on random ones: `props`). The mover (`grow::move_stack`) drives it for both
 //! growth paths: the explicit path
 //! (`stack::ensure`, a suspended coroutine whose registers are all on its stack) and the fault
 //! path (a coroutine stopped by SIGSEGV, whose registers are in the signal frame).
@@ -104,6 +104,9 @@ impl Move {
         n * WORD
     }
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

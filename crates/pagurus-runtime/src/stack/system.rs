@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::mem::{ManuallyDrop, MaybeUninit};
 
 use super::{GUARD_SIZE, Mapping, running};
-use crate::arch;
+use crate::{arch, fatal};
 
 /// Usable bytes of a system stack: as much as a thread gets by default.
 pub const SYSTEM_STACK_SIZE: usize = 8 << 20;
@@ -58,7 +58,8 @@ thread_local! {
 ///
 /// # Panics
 ///
-/// When the system stack cannot be mapped (out of memory), and whenever `f` panics.
+/// Whenever `f` panics. When the system stack cannot be mapped (out of memory) the process
+/// aborts with a message saying so.
 #[inline]
 pub fn on_system_stack<R>(f: impl FnOnce() -> R) -> R {
     if running().is_null() || ACTIVE.with(Cell::get) {
@@ -88,8 +89,11 @@ fn system_stack_top() -> usize {
 #[cold]
 fn map_system_stack() -> usize {
     STACK.with(|slot| {
-        let map = Mapping::new(SYSTEM_STACK_SIZE, GUARD_SIZE)
-            .unwrap_or_else(|err| panic!("pagurus: cannot map a system stack: {err}"));
+        // An abort, not a panic: the caller is often a coroutine on a small stack, and
+        // unwinding from here would need that stack to grow, in the same shortage of memory.
+        let map = Mapping::new(SYSTEM_STACK_SIZE, GUARD_SIZE).unwrap_or_else(|err| {
+            fatal::system_stack_alloc_failed(SYSTEM_STACK_SIZE, err.raw_os_error().unwrap_or(0))
+        });
         let top = map.top();
         GUARD.with(|g| g.set((map.start(), map.bottom())));
         TOP.with(|t| t.set(top));
@@ -159,9 +163,7 @@ unsafe extern "sysv64-unwind" fn run<F: FnOnce() -> R, R>(data: *mut u8) {
 /// a caller whose coroutine stack cannot move for a while (an offloaded call pins it) prepares
 /// first.
 ///
-/// # Panics
-///
-/// When the system stack cannot be mapped (out of memory).
+/// Aborts with a message when the system stack cannot be mapped (out of memory).
 pub(crate) fn prepare_system_stack() {
     system_stack_top();
 }
