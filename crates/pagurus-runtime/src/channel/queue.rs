@@ -28,8 +28,8 @@
 //! Values are moved, never dropped, under the lock: dropping a `T` runs user code.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::loom::{Arc, AtomicUsize, Mutex, MutexGuard};
 
 use super::error::{TryRecvError, TrySendError};
 use super::waiter::Waiter;
@@ -319,3 +319,6 @@ impl<T> Inner<T> {
         Some((e.entry.waiter, e.value))
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_models;

@@ -25,10 +25,14 @@
 //! succeeds); otherwise the last holder frees it. A coroutine that parks while another on the
 //! same thread also waits simply allocates a second one.
 
+#[cfg(not(loom))]
 use std::cell::{Cell, RefCell};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::*};
 
+use crate::loom::{Arc, AtomicUsize, Ordering::*};
+
+#[cfg(loom)]
+use crate::loom::Unparker;
+#[cfg(not(loom))]
 use crate::sched::park::{Parked, Unparker, WaitReason, defer_cancel, park, raise_cancelled};
 
 /// No operation chosen yet.
@@ -57,6 +61,7 @@ pub(crate) enum State {
 
 impl Waiter {
     /// A waiter for the caller (the running coroutine or this thread), in state `WAITING`.
+    #[cfg(not(loom))]
     pub(crate) fn prepare() -> Arc<Waiter> {
         let unparker = Unparker::current();
         let mut waiter = SPARE.take().unwrap_or_else(|| {
@@ -71,8 +76,19 @@ impl Waiter {
         waiter
     }
 
+    /// Under loom: a fresh waiter for the calling loom thread (no spare: loom threads share one
+    /// OS thread, hence its thread-locals).
+    #[cfg(loom)]
+    pub(crate) fn prepare() -> Arc<Waiter> {
+        Arc::new(Waiter {
+            state: AtomicUsize::new(WAITING),
+            unparker: Some(Unparker::current()),
+        })
+    }
+
     /// Gives the waiter back after its round, keeping it as this thread's spare if nothing else
     /// holds it.
+    #[cfg(not(loom))]
     pub(crate) fn release(mut waiter: Arc<Waiter>) {
         if let Some(w) = Arc::get_mut(&mut waiter) {
             w.unparker = None;
@@ -121,10 +137,10 @@ impl Waiter {
             .unpark();
     }
 
-    /// This waiter's identity, for handoffs: stable while any `Arc` to it lives, and the waiter
-    /// holds one until it has collected its handoff.
-    pub(crate) fn id(self: &Arc<Waiter>) -> usize {
-        Arc::as_ptr(self) as usize
+    /// This waiter's identity, for handoffs: its address in its `Arc`, stable while any `Arc`
+    /// to it lives, and the waiter holds one until it has collected its handoff.
+    pub(crate) fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 }
 
@@ -145,6 +161,7 @@ fn decode(state: usize) -> State {
 /// cancelled) could select it again first, and again on the next round, for ever: the runtime
 /// would give up on it after its bounded number of rounds and leak it mid-operation. So its next
 /// channel wait joins no queue at all ([`wait_for_deferred_cancellation`]).
+#[cfg(not(loom))]
 pub(crate) fn defer_cancellation() {
     defer_cancel();
     DEFERRED.with_borrow_mut(|owed| owed.push(Unparker::current()));
@@ -152,6 +169,7 @@ pub(crate) fn defer_cancellation() {
 
 /// If the caller owes an unwind (see [`defer_cancellation`]), parks it where nobody can select
 /// it until the runtime cancels it again, then unwinds with `Cancelled`.
+#[cfg(not(loom))]
 pub(crate) fn wait_for_deferred_cancellation() {
     let owes = DEFERRED.with_borrow_mut(|owed| {
         if owed.is_empty() {
@@ -167,6 +185,7 @@ pub(crate) fn wait_for_deferred_cancellation() {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// Coroutines of this thread (coroutines never change threads once started) whose
     /// cancellation was deferred and which have not waited on a channel since. Only shutdown
@@ -180,6 +199,7 @@ thread_local! {
 
 /// A cheap pseudo-random number (xorshift64*), per thread; seeded from the thread's address
 /// space layout and the clock. Good enough to choose among ready `select!` arms.
+#[cfg(not(loom))]
 pub(crate) fn random() -> u64 {
     RNG.with(|cell| {
         let mut x = cell.get();
@@ -199,6 +219,7 @@ pub(crate) fn random() -> u64 {
 }
 
 /// A uniformly random index below `n` (n > 0), by multiply-shift (no division).
+#[cfg(not(loom))]
 pub(crate) fn random_below(n: usize) -> usize {
     (((random() >> 32) * n as u64) >> 32) as usize
 }
