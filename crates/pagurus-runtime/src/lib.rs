@@ -30,9 +30,10 @@
 //! context. `lib.rs` itself (this file) is the top: it only declares and re-exports. Test code
 //! (`#[cfg(test)]` modules) may reach upward to drive what it tests.
 
-// Under `cfg(loom)` (`RUSTFLAGS="--cfg loom"`) the crate is only the lock-free protocol cores and
-// their loom models (see `loom.rs`): assembly, signal handlers and mappings cannot run under
-// loom, and nothing of the protocols depends on them.
+// Under `cfg(loom)` (`RUSTFLAGS="--cfg loom"`) the crate's tests are only the lock-free protocol
+// cores and their loom models (see `loom.rs`), and the crate itself is empty otherwise:
+// assembly, signal handlers and mappings cannot run under loom, and nothing of the protocols
+// depends on them.
 #[cfg(not(loom))]
 mod arch;
 #[cfg(not(loom))]
@@ -47,6 +48,7 @@ pub mod ffi_mode;
 pub mod future;
 #[cfg(not(loom))]
 mod grow;
+#[cfg(any(not(loom), test))]
 mod loom;
 #[cfg(not(loom))]
 pub mod net;
@@ -73,14 +75,14 @@ pub use sched::{Builder, JoinHandle, MAX_WORKERS, Runtime, run, spawn, yield_now
 pub use stats::{Stats, stats};
 
 /// Under loom: the task's run and join words, and the worker's sleep/wake handshake.
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 mod sched {
     mod idle;
     mod state;
 }
 
 /// Under loom: the channel waiter and the queue flavour's wait queues.
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 pub mod channel {
     mod error;
     mod queue;
