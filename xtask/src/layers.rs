@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// Each top-level module of `pagurus-runtime` and its layer (0 is the bottom).
 pub const LAYERS: &[(&str, u32)] = &[
     ("arch", 0),
+    ("loom", 0),
     ("stats", 1),
     ("fatal", 1),
     ("ffi_mode", 1),

@@ -19,7 +19,8 @@
 //!   3  coroutine                       contexts, resume/suspend, the pin count
 //!   2  stack                           mappings, pools, system stacks, the running stack slot
 //!   1  stats | fatal | ffi_mode        counters | abort messages | the foreign-call Mode
-//!   0  arch                            context switch, registers, frame layout, page size
+//!   0  arch | loom                     context switch, registers, frame layout, page size |
+//!                                      atomics, Arc, Mutex: std's, or loom's under cfg(loom)
 //! ```
 //!
 //! Modules on one row do not import each other. What a lower layer needs from a higher one is
@@ -29,22 +30,65 @@
 //! context. `lib.rs` itself (this file) is the top: it only declares and re-exports. Test code
 //! (`#[cfg(test)]` modules) may reach upward to drive what it tests.
 
+// Under `cfg(loom)` (`RUSTFLAGS="--cfg loom"`) the crate's tests are only the lock-free protocol
+// cores and their loom models (see `loom.rs`), and the crate itself is empty otherwise:
+// assembly, signal handlers and mappings cannot run under loom, and nothing of the protocols
+// depends on them.
+#[cfg(not(loom))]
 mod arch;
+#[cfg(not(loom))]
 pub mod channel;
+#[cfg(not(loom))]
 mod coroutine;
+#[cfg(not(loom))]
 mod fatal;
+#[cfg(not(loom))]
 pub mod ffi_mode;
+#[cfg(not(loom))]
 pub mod future;
+#[cfg(not(loom))]
 mod grow;
+#[cfg(any(not(loom), test))]
+mod loom;
+#[cfg(not(loom))]
 pub mod net;
+#[cfg(not(loom))]
 pub mod offload;
+#[cfg(not(loom))]
 pub mod raw;
+#[cfg(not(loom))]
 mod sched;
+#[cfg(not(loom))]
 pub mod stack;
+#[cfg(not(loom))]
 mod stats;
+#[cfg(not(loom))]
 pub mod sync;
+#[cfg(not(loom))]
 pub mod time;
 
+#[cfg(not(loom))]
 pub use coroutine::Cancelled;
+#[cfg(not(loom))]
 pub use sched::{Builder, JoinHandle, MAX_WORKERS, Runtime, run, spawn, yield_now};
+#[cfg(not(loom))]
 pub use stats::{Stats, stats};
+
+/// Under loom: the task's run and join words, and the worker's sleep/wake handshake.
+#[cfg(all(loom, test))]
+mod sched {
+    mod idle;
+    mod state;
+}
+
+/// Under loom: the channel waiter and the queue flavour's wait queues.
+#[cfg(all(loom, test))]
+pub mod channel {
+    mod error;
+    mod queue;
+    mod waiter;
+
+    pub use error::{
+        RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    };
+}

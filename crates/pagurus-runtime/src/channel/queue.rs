@@ -28,16 +28,22 @@
 //! Values are moved, never dropped, under the lock: dropping a `T` runs user code.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
+#[cfg(not(loom))]
 use std::time::Instant;
 
-use super::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
-use super::select::{GaveUp, Outcome, Timeout, wait};
-use super::waiter::{
-    Waiter, defer_cancellation, deferred_cancellation_owed, wait_for_deferred_cancellation,
+use crate::loom::{Arc, AtomicUsize, Mutex, MutexGuard};
+
+use super::error::{TryRecvError, TrySendError};
+use super::waiter::Waiter;
+#[cfg(not(loom))]
+use {
+    super::error::{RecvTimeoutError, SendTimeoutError},
+    super::select::{GaveUp, Outcome, Timeout, wait},
+    super::waiter::{
+        defer_cancellation, deferred_cancellation_owed, wait_for_deferred_cancellation,
+    },
+    crate::sched::park::raise_cancelled,
 };
-use crate::sched::park::raise_cancelled;
 
 /// A channel of the queue flavour, shared by its senders and receivers.
 pub(crate) struct Channel<T> {
@@ -133,6 +139,7 @@ impl<T> Channel<T> {
     /// registration share one critical section, and a send that a receiver completes needs no
     /// lock after the park (see [`complete_send`](Channel::complete_send)). The protocol is
     /// `select`'s (`select.rs`) for one arm.
+    #[cfg(not(loom))]
     pub(crate) fn send_blocking(
         &self,
         mut value: T,
@@ -201,6 +208,7 @@ impl<T> Channel<T> {
 
     /// A blocking `recv` (`recv`, `recv_timeout`, `recv_deadline`), like
     /// [`send_blocking`](Channel::send_blocking).
+    #[cfg(not(loom))]
     pub(crate) fn recv_blocking(&self, timeout: Timeout) -> Result<T, RecvTimeoutError> {
         let mut checked_deferred = false;
         let (waiter, deadline) = loop {
@@ -396,6 +404,7 @@ impl<T> Channel<T> {
 
 /// For a blocking operation that found nothing ready: `None` when it may not wait (`Now`, or a
 /// deadline already passed), else how long it may (`Some(None)`: for ever).
+#[cfg(not(loom))]
 fn still_waiting(timeout: Timeout) -> Option<Option<Instant>> {
     match timeout {
         Timeout::Now => None,
@@ -470,3 +479,6 @@ impl<T> Inner<T> {
         Some((e.entry.waiter, e.value))
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_models;

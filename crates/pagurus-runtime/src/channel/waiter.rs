@@ -29,10 +29,14 @@
 //! A blocked operation takes it back if nothing else still holds a reference (a queue entry or
 //! a waker that has not dropped its clone yet), and otherwise allocates a fresh one.
 
+#[cfg(not(loom))]
 use std::cell::{Cell, RefCell};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::*, fence};
 
+use crate::loom::{Arc, AtomicUsize, Ordering::*};
+
+#[cfg(loom)]
+use crate::loom::Unparker;
+#[cfg(not(loom))]
 use crate::sched::park::{
     Parked, Unparker, WaitReason, cache_waiter, defer_cancel, park, raise_cancelled,
     take_cached_waiter,
@@ -69,6 +73,7 @@ impl Waiter {
     /// # Panics
     ///
     /// Where the caller cannot park (see `Unparker::current`).
+    #[cfg(not(loom))]
     pub(crate) fn prepare() -> Arc<Waiter> {
         let cached = match take_cached_waiter() {
             Some(cached) => cached.downcast::<Waiter>().ok(),
@@ -79,7 +84,7 @@ impl Waiter {
         {
             // Nobody else holds it: whoever dropped the last other reference did so (Release)
             // after its last use, which this fence orders before the reuse.
-            fence(Acquire);
+            std::sync::atomic::fence(Acquire);
             waiter.state.store(WAITING, Relaxed);
             return waiter;
         }
@@ -89,7 +94,18 @@ impl Waiter {
         })
     }
 
+    /// Under loom: a fresh waiter for the calling loom thread (no reuse: loom threads share one
+    /// OS thread, hence its thread-locals).
+    #[cfg(loom)]
+    pub(crate) fn prepare() -> Arc<Waiter> {
+        Arc::new(Waiter {
+            state: AtomicUsize::new(WAITING),
+            unparker: Unparker::current(),
+        })
+    }
+
     /// Gives the waiter back after its round, for the caller's next one.
+    #[cfg(not(loom))]
     pub(crate) fn release(waiter: Arc<Waiter>) {
         if waiter.unparker.is_task() {
             cache_waiter(waiter);
@@ -151,10 +167,10 @@ impl Waiter {
         self.unparker.unpark();
     }
 
-    /// This waiter's identity, for handoffs: stable while any `Arc` to it lives, and the waiter
-    /// holds one until it has collected its handoff.
-    pub(crate) fn id(self: &Arc<Waiter>) -> usize {
-        Arc::as_ptr(self) as usize
+    /// This waiter's identity, for handoffs: its address in its `Arc`, stable while any `Arc`
+    /// to it lives, and the waiter holds one until it has collected its handoff.
+    pub(crate) fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 }
 
@@ -175,6 +191,7 @@ fn decode(state: usize) -> State {
 /// cancelled) could select it again first, and again on the next round, for ever: the runtime
 /// would give up on it after its bounded number of rounds and leak it mid-operation. So its next
 /// channel wait joins no queue at all ([`wait_for_deferred_cancellation`]).
+#[cfg(not(loom))]
 pub(crate) fn defer_cancellation() {
     defer_cancel();
     DEFERRED.with_borrow_mut(|owed| owed.push(Unparker::current()));
@@ -182,12 +199,14 @@ pub(crate) fn defer_cancellation() {
 
 /// Whether some coroutine of this thread owes an unwind (a cheap first check before
 /// [`wait_for_deferred_cancellation`], which then tells whether it is the caller).
+#[cfg(not(loom))]
 pub(crate) fn deferred_cancellation_owed() -> bool {
     DEFERRED.with_borrow(|owed| !owed.is_empty())
 }
 
 /// If the caller owes an unwind (see [`defer_cancellation`]), parks it where nobody can select
 /// it until the runtime cancels it again, then unwinds with `Cancelled`.
+#[cfg(not(loom))]
 pub(crate) fn wait_for_deferred_cancellation() {
     if !deferred_cancellation_owed() {
         return;
@@ -206,6 +225,7 @@ pub(crate) fn wait_for_deferred_cancellation() {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// Coroutines of this thread (coroutines never change threads once started) whose
     /// cancellation was deferred and which have not waited on a channel since. Only shutdown
@@ -219,6 +239,7 @@ thread_local! {
 
 /// A cheap pseudo-random number (xorshift64*), per thread; seeded from the thread's address
 /// space layout and the clock. Good enough to choose among ready `select!` arms.
+#[cfg(not(loom))]
 pub(crate) fn random() -> u64 {
     RNG.with(|cell| {
         let mut x = cell.get();
@@ -238,6 +259,7 @@ pub(crate) fn random() -> u64 {
 }
 
 /// A uniformly random index below `n` (n > 0), by multiply-shift (no division).
+#[cfg(not(loom))]
 pub(crate) fn random_below(n: usize) -> usize {
     (((random() >> 32) * n as u64) >> 32) as usize
 }

@@ -24,8 +24,10 @@
 //! that is running when the drop starts (say, in a loop that never yields) delays the drop until
 //! it suspends.
 
+mod idle;
 pub(crate) mod netpoll;
 pub(crate) mod park;
+mod state;
 mod task;
 mod timer;
 mod worker;

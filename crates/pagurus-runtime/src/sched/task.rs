@@ -1,30 +1,11 @@
 //! Tasks: a coroutine plus what the scheduler and its joiner need to know about it.
 //!
-//! # Run state
+//! The run-state and join words, and the protocols on them, are in `state.rs` (where loom
+//! models check them). The move to `PARKED` is made by the worker after the coroutine has
+//! switched away. Only the home worker ever resumes a task, and only from its scheduler loop, so
+//! a task never runs twice at once.
 //!
-//! `state` holds a phase and a `NOTIFIED` bit:
-//!
-//! ```text
-//!   ACTIVE (queued or running) --(coroutine parks)--> PARKED --(wake)--> ACTIVE, queued at home
-//!      \--(coroutine finishes)--> DONE
-//! ```
-//!
-//! A wake that finds the task `ACTIVE` sets `NOTIFIED` instead, and the next park returns at
-//! once: a wake is a permit, never lost. Queued and running need no separate phases: a waker
-//! treats them alike, and only the move out of `PARKED` puts a task in a queue, so a task is never
-//! queued twice. The move to `PARKED` is made by the worker
-//! *after* the coroutine has switched away, so a task that a waker sees `PARKED` has its registers
-//! saved and may be resumed. Only the home worker ever resumes a task, and only from its scheduler
-//! loop, so a task never runs twice at once.
-//!
-//! # Join state
-//!
-//! `join` holds `COMPLETE` (the output is written) and `WAITER` (the joiner's waiter is written).
-//! Each side writes its part, then sets its bit with one `fetch_or`; whoever sets its bit second
-//! sees the other's and acts: the completer wakes the waiter, or the joiner finds the output.
-//!
-//! `DETACHED` says the `JoinHandle` was dropped unjoined, and decides who drops the output the
-//! same way: if the coroutine completes after the handle is gone, it drops its output itself,
+//! A detached task whose coroutine completes after its handle is gone drops its output itself,
 //! still inside the coroutine (where a destructor may park, join or use channels); if the handle
 //! is dropped after completion, the handle's drop does it, wherever the handle was.
 
@@ -32,10 +13,10 @@ use std::cell::{Cell, UnsafeCell};
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::thread;
 
 use super::park::{Parked, Unparker, WaitReason, park, raise_cancelled};
+use super::state::{JoinState, RunState};
 use super::worker::{WorkerHandle, schedule_woken};
 use crate::coroutine::{Body, Cancelled, Context};
 
@@ -54,12 +35,6 @@ pub(crate) unsafe trait Task: Send + Sync + 'static {
     fn abandon(&self);
 }
 
-pub(crate) const PHASE: usize = 0b11;
-pub(crate) const ACTIVE: usize = 0;
-pub(crate) const PARKED: usize = 1;
-pub(crate) const DONE: usize = 2;
-pub(crate) const NOTIFIED: usize = 0b100;
-
 impl dyn Task {
     #[inline]
     pub(crate) fn header(&self) -> &Header {
@@ -69,16 +44,10 @@ impl dyn Task {
     }
 }
 
-const COMPLETE: usize = 0b001;
-const WAITER: usize = 0b010;
-const DETACHED: usize = 0b100;
-
 pub(crate) struct Header {
     pub(crate) id: u64,
-    pub(crate) state: AtomicUsize,
-    join: AtomicUsize,
-    /// Written by the joiner before it sets WAITER; taken by the completer after it sees WAITER.
-    waiter: UnsafeCell<Option<Unparker>>,
+    pub(crate) state: RunState,
+    join: JoinState,
     /// What the task waits for while parked (a `WaitReason` as `u8`, 0 for nothing); written
     /// by the task itself before it parks, read by dumps.
     pub(crate) wait_reason: std::sync::atomic::AtomicU8,
@@ -103,9 +72,8 @@ impl Header {
     pub(crate) fn new(id: u64, body: Body) -> Header {
         Header {
             id,
-            state: AtomicUsize::new(ACTIVE),
-            join: AtomicUsize::new(0),
-            waiter: UnsafeCell::new(None),
+            state: RunState::new(),
+            join: JoinState::new(),
             wait_reason: std::sync::atomic::AtomicU8::new(0),
             ctx: Context::new(body),
             home: UnsafeCell::new(None),
@@ -131,30 +99,18 @@ impl Header {
     }
 
     pub(crate) fn is_complete(&self) -> bool {
-        self.join.load(Acquire) & COMPLETE != 0
+        self.join.is_complete()
     }
 
     /// Marks the output written and wakes the joiner, if one is waiting. Returns `true` when the
-    /// handle was dropped first (`DETACHED`): nobody will take the output, and the caller must
-    /// drop it.
+    /// handle was dropped first: nobody will take the output, and the caller must drop it.
     ///
     /// # Safety
     /// The output must be written, and this called once.
     #[must_use = "an orphaned output must be dropped by the completer"]
     pub(crate) unsafe fn complete(&self) -> bool {
-        let prev = self.join.fetch_or(COMPLETE, AcqRel);
-        if prev & DETACHED != 0 {
-            return true;
-        }
-        if prev & WAITER != 0 {
-            // SAFETY: WAITER was set, so the joiner finished writing the slot (Acquire above) and
-            // will not touch it again.
-            let waiter = unsafe { (*self.waiter.get()).take() };
-            if let Some(waiter) = waiter {
-                waiter.unpark();
-            }
-        }
-        false
+        // SAFETY: forwarded contract.
+        unsafe { self.join.complete() }
     }
 
     /// Blocks the caller (parks the calling coroutine, or the OS thread outside coroutines) until
@@ -163,14 +119,8 @@ impl Header {
         if self.is_complete() {
             return;
         }
-        let waiter = Unparker::current();
-        // SAFETY: WAITER is not set yet (one joiner per task: `join` consumes its handle), so the
-        // completer does not read the slot until our fetch_or below publishes it.
-        unsafe { *self.waiter.get() = Some(waiter) };
-        if self.join.fetch_or(WAITER, AcqRel) & COMPLETE != 0 {
-            // The completer came first and did not see our waiter: take it back.
-            // SAFETY: the completer only reads the slot if it sees WAITER, and it did not.
-            drop(unsafe { (*self.waiter.get()).take() });
+        // SAFETY: one joiner per task (`join` consumes its handle, so it never detaches either).
+        if !unsafe { self.join.register(Unparker::current()) } {
             return;
         }
         if let Some(core) = super::worker::WorkerCore::current() {
@@ -188,25 +138,11 @@ impl Header {
 /// Makes a parked task runnable on its home worker, or leaves a permit for its next park.
 pub(crate) fn wake(task: &TaskRef) {
     let header = task.header();
-    let mut cur = header.state.load(Acquire);
-    loop {
-        let next = match cur & PHASE {
-            PARKED => ACTIVE,
-            DONE => return,
-            _ if cur & NOTIFIED != 0 => return,
-            _ => cur | NOTIFIED,
-        };
-        match header
-            .state
-            .compare_exchange_weak(cur, next, AcqRel, Acquire)
-        {
-            Ok(_) if cur & PHASE == PARKED => break,
-            Ok(_) => return,
-            Err(actual) => cur = actual,
-        }
+    if !header.state.wake() {
+        return;
     }
     // SAFETY: the task was PARKED, so its home worker set `home` before storing PARKED (Release),
-    // which the Acquire above synchronises with.
+    // which the wake's Acquire synchronises with.
     let home = unsafe { (*header.home.get()).as_ref() };
     match home {
         Some(home) => schedule_woken(home, task.clone()),
@@ -433,10 +369,10 @@ impl<T: 'static> Drop for JoinHandle<T> {
     /// Detaches the coroutine. If it has finished already, its result is dropped here; otherwise
     /// the coroutine drops it itself when it finishes.
     fn drop(&mut self) {
-        let prev = self.header().join.fetch_or(DETACHED, AcqRel);
-        if prev & COMPLETE != 0 {
-            // SAFETY: complete (Acquire above), and the handle was never joined (join does not
-            // drop it), so the output is still there and this is the only take.
+        // SAFETY: one handle per task, dropped once, and a joined handle is not dropped.
+        if unsafe { self.header().join.detach() } {
+            // SAFETY: complete (Acquire in `detach`), and the handle was never joined (join does
+            // not drop it), so the output is still there and this is the only take.
             drop(unsafe { self.task.take() });
         }
     }

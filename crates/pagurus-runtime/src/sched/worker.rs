@@ -41,9 +41,10 @@ use crossbeam_deque::{Steal, Worker as Deque};
 use slab::Slab;
 
 use super::Shared;
+use super::idle::PollGate;
 use super::netpoll::IoDriver;
 use super::park::Unparker;
-use super::task::{ACTIVE, DONE, Header, NOTIFIED, PARKED, PHASE, Task, TaskRef};
+use super::task::{Header, Task, TaskRef};
 use super::timer::{TimerKey, Timers};
 use crate::coroutine::{CANCEL, CANCEL_ATTEMPTS, Context, RESUME, Suspend};
 use crate::stack::{self, StackPool, on_system_stack};
@@ -76,7 +77,7 @@ pub(crate) struct WorkerHandle {
     /// Counted in `Shared::idle`; cleared by the worker or by the nudger that takes it out.
     sleeping: AtomicBool,
     /// The worker is in (or about to enter) `Poll::poll`: a sender must use `waker`.
-    polling: AtomicBool,
+    polling: PollGate,
     waker: mio::Waker,
     /// The worker's readiness driver (`None` for a `block_on` thread, whose poller never holds
     /// sockets: it dies when `block_on` returns).
@@ -106,7 +107,7 @@ impl WorkerHandle {
         Ok(WorkerHandle {
             inbox,
             sleeping: AtomicBool::new(false),
-            polling: AtomicBool::new(false),
+            polling: PollGate::new(),
             waker: mio::Waker::new(poll.registry(), WAKER_TOKEN)?,
             io,
             started: AtomicUsize::new(0),
@@ -131,8 +132,7 @@ impl WorkerHandle {
         if self.inbox.send(msg).is_err() {
             return;
         }
-        fence(SeqCst);
-        if self.polling.load(Relaxed) && self.polling.swap(false, AcqRel) {
+        if self.polling.must_wake() {
             // A failed wake (the eventfd is full) means a wake-up is already pending.
             let _ = self.waker.wake();
         }
@@ -445,12 +445,8 @@ impl WorkerCore {
     #[inline]
     fn run_task(&self, task: TaskRef, arg: usize) -> (TaskRef, Suspend) {
         let header = task.header();
-        if header.state.load(Relaxed) & PHASE != ACTIVE {
-            // Only shutdown resumes a task that is not active: to cancel it where it parked.
-            let _ = header.state.fetch_update(AcqRel, Acquire, |s| {
-                (s & PHASE != DONE).then_some(ACTIVE | (s & NOTIFIED))
-            });
-        }
+        // Only shutdown resumes a task that is not active: to cancel it where it parked.
+        header.state.reactivate();
         if !header.ctx.has_stack() {
             self.start(&task);
         }
@@ -475,13 +471,9 @@ impl WorkerCore {
                     // queue the task.
                     // SAFETY: this worker runs the task, which is not PARKED yet.
                     unsafe { header.set_home(&self.handle) };
-                    let parked = header
-                        .state
-                        .fetch_update(Release, Acquire, |s| (s & NOTIFIED == 0).then_some(PARKED));
-                    if parked.is_ok() {
+                    if header.state.park() {
                         break reason;
                     }
-                    header.state.fetch_and(!NOTIFIED, Relaxed);
                 }
                 _ => break reason,
             }
@@ -521,7 +513,7 @@ impl WorkerCore {
     #[inline(never)]
     fn finish(&self, task: &TaskRef) {
         let header = task.header();
-        header.state.store(DONE, Release);
+        header.state.finish();
         // The cached waiter refers to the task: break the cycle.
         drop(header.waiter_cache.take());
         if let Some(stack) = header.ctx.take_stack() {
@@ -798,16 +790,9 @@ impl WorkerCore {
     /// thread sends it a message (its `mio::Waker` fires), `deadline` passes, or (later) a
     /// registered source becomes ready. Returns early, spuriously, at most once per stale wake.
     ///
-    /// No wake-up is lost. The worker stores `polling = true`, then (SeqCst fence) looks at its
-    /// inbox; a sender pushes its message, then (SeqCst fence) looks at `polling`. The fences
-    /// order the two store-then-load pairs, so at least one side sees the other's store: either
-    /// the worker finds the message and does not block, or the sender sees `polling` and fires
-    /// the waker, which makes the `poll` below return (an eventfd stays readable until read, so a
-    /// wake that lands before the `poll` call is not lost either).
+    /// No wake-up is lost: see `idle.rs` for the handshake (`PollGate`) and why.
     fn idle_wait(&self, deadline: Option<Instant>) {
-        self.handle.polling.store(true, SeqCst);
-        fence(SeqCst);
-        if self.inbox.is_empty() {
+        let block = || {
             let timeout = deadline.map(|d| {
                 // Round up to whole milliseconds (epoll's unit) so the deadline has passed when
                 // the poller returns, instead of a sub-millisecond busy loop before it.
@@ -820,8 +805,8 @@ impl WorkerCore {
             if self.poll.borrow_mut().poll(&mut events, timeout).is_ok() {
                 self.dispatch_io(&events);
             }
-        }
-        self.handle.polling.store(false, Relaxed);
+        };
+        self.handle.polling.wait(|| self.inbox.is_empty(), block);
     }
 
     /// Leaves the idle set, unless a nudger already took us out of it.
@@ -862,7 +847,7 @@ impl WorkerCore {
                 self.idle_wait(Some(Instant::now() + SHUTDOWN_PATIENCE));
             }
             for task in started {
-                if task.header().state.load(Acquire) & PHASE != DONE {
+                if !task.header().state.is_done() {
                     let (task, _) = self.run_task(task, CANCEL);
                     drop(task);
                 }
@@ -918,7 +903,7 @@ impl WorkerCore {
 /// may still be in use. Returns whether it was not done already.
 pub(crate) fn abandon(task: &TaskRef) -> bool {
     let header = task.header();
-    if header.state.swap(DONE, AcqRel) & PHASE == DONE {
+    if !header.state.abandon() {
         return false;
     }
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| task.abandon())) {
