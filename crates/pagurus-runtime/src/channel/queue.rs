@@ -164,11 +164,9 @@ impl<T> Channel<T> {
             let Some(deadline) = still_waiting(timeout) else {
                 return Err(SendTimeoutError::Timeout(value));
             };
-            if !checked_deferred && deferred_cancellation_owed() {
-                // Perhaps by the caller (then this unwinds); retry once the check is done.
+            if deferred_check_due(&mut checked_deferred) {
                 drop(g);
                 wait_for_deferred_cancellation();
-                checked_deferred = true;
                 continue;
             }
             let waiter = Waiter::prepare();
@@ -227,10 +225,9 @@ impl<T> Channel<T> {
             let Some(deadline) = still_waiting(timeout) else {
                 return Err(RecvTimeoutError::Timeout);
             };
-            if !checked_deferred && deferred_cancellation_owed() {
+            if deferred_check_due(&mut checked_deferred) {
                 drop(g);
                 wait_for_deferred_cancellation();
-                checked_deferred = true;
                 continue;
             }
             let waiter = Waiter::prepare();
@@ -404,6 +401,17 @@ impl<T> Channel<T> {
 
 /// For a blocking operation that found nothing ready: `None` when it may not wait (`Now`, or a
 /// deadline already passed), else how long it may (`Some(None)`: for ever).
+/// Whether a blocking operation about to register must first see whether its coroutine owes a
+/// deferred unwind (`wait_for_deferred_cancellation`, which unwinds if so), with the lock
+/// released; then it tries again. Once per operation: the cheap check only says that some
+/// coroutine of this thread owes one.
+#[cfg(not(loom))]
+fn deferred_check_due(checked: &mut bool) -> bool {
+    let due = !*checked && deferred_cancellation_owed();
+    *checked |= due;
+    due
+}
+
 #[cfg(not(loom))]
 fn still_waiting(timeout: Timeout) -> Option<Option<Instant>> {
     match timeout {
