@@ -89,9 +89,19 @@ pub(crate) struct Header {
     home: UnsafeCell<Option<Arc<WorkerHandle>>>,
     /// Home-thread only: key in the home worker's table of started tasks.
     pub(crate) slot: Cell<usize>,
+    /// The `spawn` (or `block_on`) call that created the task (for dumps and spans).
+    pub(crate) spawned_at: &'static std::panic::Location<'static>,
+    /// Home-thread only: when the task last parked, if parks are time-stamped (dumps).
+    pub(crate) parked_since: Cell<Option<std::time::Instant>>,
+    /// Home-thread only: the task's `tracing` span, made when it starts if a subscriber wants
+    /// it, and entered around each resume.
+    pub(crate) span: std::cell::OnceCell<Box<tracing::Span>>,
 }
 
 impl Header {
+    /// A header for a task created by the caller's `#[track_caller]` chain (`spawn`,
+    /// `block_on`): that call is its spawn site.
+    #[track_caller]
     pub(crate) fn new(id: u64, body: Body) -> Header {
         Header {
             id,
@@ -102,6 +112,9 @@ impl Header {
             ctx: Context::new(body),
             home: UnsafeCell::new(None),
             slot: Cell::new(usize::MAX),
+            spawned_at: std::panic::Location::caller(),
+            parked_since: Cell::new(None),
+            span: std::cell::OnceCell::new(),
         }
     }
 
@@ -234,6 +247,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    #[track_caller]
     pub(crate) fn new(id: u64, f: F) -> TaskCell<F, T> {
         TaskCell {
             header: Header::new(id, Self::run_body),
