@@ -1,8 +1,9 @@
 //! A coroutine dump: a few coroutines wait on different things, and `pagurus::dump()` shows
 //! each one's wait, where it was spawned, its stack and its frames.
 //!
-//! `cargo run --example dump`. With `PAGURUS_DUMP_SIGNAL=SIGUSR1`, `kill -USR1 <pid>` prints the
-//! same to stderr while a program runs.
+//! `cargo run --example dump`. The runtime also prints a dump to stderr on `SIGUSR1`
+//! (`Builder::dump_on_signal`; `PAGURUS_DUMP_SIGNAL=SIGUSR1` does the same for any program),
+//! which also makes every park record when it started, so the first dump shows wait times.
 
 use std::time::Duration;
 
@@ -35,7 +36,11 @@ fn deep(n: u32) -> u32 {
 }
 
 fn main() {
-    let rt = pagurus::Runtime::builder().workers(2).build().unwrap();
+    let rt = pagurus::Runtime::builder()
+        .workers(2)
+        .dump_on_signal(Some(libc::SIGUSR1))
+        .build()
+        .unwrap();
     rt.block_on(|| {
         let (tx, rx) = channel::bounded::<String>(1);
         let client = pagurus::spawn(move || handle_client(rx));
@@ -48,7 +53,7 @@ fn main() {
         let cache = pagurus::spawn(refresh_cache);
         let grower = pagurus::spawn(|| deep(8));
 
-        time::sleep(Duration::from_millis(100));
+        time::sleep(Duration::from_millis(1500));
         print!("{}", pagurus::dump());
 
         drop(guard);

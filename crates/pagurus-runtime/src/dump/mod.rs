@@ -221,15 +221,21 @@ impl Dump {
     /// Names the raw copies the workers handed over.
     pub(crate) fn from_raw(raw: Raw) -> Dump {
         let coroutines = symbolize::with_symbolizer(|names| {
+            // Name every distinct address once (most coroutines wait at the same few places).
+            for &pc in &raw.pcs {
+                names.prepare(pc);
+            }
+            let mut refs: Vec<&Frame> = Vec::new();
             raw.coroutines
                 .into_iter()
                 .map(|c| {
                     let pcs = raw.pcs.get(c.pcs.clone()).unwrap_or(&[]);
-                    let mut frames = Vec::new();
-                    for &pc in pcs {
-                        names.frames_of(pc, &mut frames);
-                    }
-                    fold_runtime_frames(&mut frames);
+                    refs.clear();
+                    refs.extend(pcs.iter().flat_map(|&pc| names.named(pc)));
+                    let frames = fold_runtime_frames(&refs)
+                        .iter()
+                        .map(|&f| f.clone())
+                        .collect();
                     CoroutineSnapshot {
                         id: c.id,
                         state: c.state,
@@ -275,19 +281,18 @@ fn is_internal(frame: &Frame) -> bool {
         || name.starts_with("pagurus_coroutine_")
 }
 
-/// Drops the runtime's frames at both ends of a walk: the innermost (switch, park, the
-/// primitive's internals) and the outermost (task entry, `catch_unwind`). A stack with nothing
-/// else keeps its frames, so it still says something.
-fn fold_runtime_frames(frames: &mut Vec<Frame>) {
+/// The frames left once the runtime's frames at both ends of a walk are dropped: the
+/// innermost (switch, park, the primitive's internals) and the outermost (task entry,
+/// `catch_unwind`). A stack with nothing else keeps its frames, so it still says something.
+fn fold_runtime_frames<'a, 'f>(frames: &'a [&'f Frame]) -> &'a [&'f Frame] {
     let Some(first) = frames.iter().position(|f| !is_internal(f)) else {
-        return;
+        return frames;
     };
     let last = frames
         .iter()
         .rposition(|f| !is_internal(f))
         .unwrap_or(first);
-    frames.truncate(last + 1);
-    frames.drain(..first);
+    frames.get(first..=last).unwrap_or(frames)
 }
 
 impl fmt::Display for Dump {

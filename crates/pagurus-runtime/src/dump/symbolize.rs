@@ -155,16 +155,19 @@ impl Symbolizer {
         }
     }
 
-    /// Appends the frames of return address `pc` to `out`.
-    pub(super) fn frames_of(&mut self, pc: usize, out: &mut Vec<Frame>) {
-        if let Some(frames) = self.done.get(&pc) {
-            out.extend_from_slice(frames);
-            return;
+    /// Names return address `pc`, unless it already has its names.
+    pub(super) fn prepare(&mut self, pc: usize) {
+        if !self.done.contains_key(&pc) {
+            let mut frames = Vec::new();
+            self.name(pc, &mut frames);
+            self.done.insert(pc, frames);
         }
-        let mut frames = Vec::new();
-        self.name(pc, &mut frames);
-        out.extend_from_slice(&frames);
-        self.done.insert(pc, frames);
+    }
+
+    /// The frames of a return address [`prepare`](Symbolizer::prepare)d before (inlined ones
+    /// first, innermost first).
+    pub(super) fn named(&self, pc: usize) -> &[Frame] {
+        self.done.get(&pc).map_or(&[], Vec::as_slice)
     }
 
     fn name(&mut self, pc: usize, out: &mut Vec<Frame>) {
