@@ -274,6 +274,9 @@ fn answer(index: Option<usize>, live: &Slab<TaskRef>, sites: &SiteTable, ticket:
 /// second is left out, and the dump says so ([`Dump::unanswered_workers`]). The first dump of a
 /// process also starts time-stamping parks, so later dumps tell how long each coroutine waits.
 ///
+/// Coroutines spawned but not started yet (still in a queue, holding only their closure) are not
+/// listed: they have no stack and no state yet.
+///
 /// May be called from anywhere: a coroutine (it parks while the workers answer), a `block_on`
 /// thread, or any other thread.
 ///
@@ -283,11 +286,16 @@ fn answer(index: Option<usize>, live: &Slab<TaskRef>, sites: &SiteTable, ticket:
 /// rt.block_on(|| {
 ///     let (tx, rx) = pagurus::channel::bounded::<u32>(1);
 ///     let h = pagurus::spawn(move || rx.recv());
-///     pagurus::yield_now(); // let it start and park
-///     let dump = pagurus::dump();
-///     let parked = dump.coroutines().iter().find(|c| c.id == h.id()).unwrap();
-///     assert_eq!(parked.state, pagurus::CoroutineState::Parked(pagurus::WaitReason::Channel));
-///     assert!(dump.to_string().contains("[parked: channel"));
+///     let parked = pagurus::CoroutineState::Parked(pagurus::WaitReason::Channel);
+///     // Wait until a worker has started it and it parked.
+///     let dump = loop {
+///         let dump = pagurus::dump();
+///         if dump.coroutines().iter().any(|c| c.id == h.id() && c.state == parked) {
+///             break dump;
+///         }
+///         pagurus::time::sleep(std::time::Duration::from_millis(1));
+///     };
+///     assert!(dump.to_string().contains(&format!("coroutine {} [parked: channel", h.id())));
 ///     tx.send(1).unwrap();
 ///     assert_eq!(h.join().unwrap(), Ok(1));
 /// });
