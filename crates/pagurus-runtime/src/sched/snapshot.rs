@@ -277,8 +277,13 @@ fn answer(index: Option<usize>, live: &Slab<TaskRef>, sites: &SiteTable, ticket:
 /// Coroutines spawned but not started yet (still in a queue, holding only their closure) are not
 /// listed: they have no stack and no state yet.
 ///
-/// May be called from anywhere: a coroutine (it parks while the workers answer), a `block_on`
-/// thread, or any other thread.
+/// May be called from a coroutine (it parks while the workers answer), a `block_on` thread, or
+/// any other thread.
+///
+/// # Panics
+///
+/// Where no blocking pagurus call may run: on the system stack (inside a foreign call in
+/// `Switch` mode, or `stack::on_system_stack`), or on a worker thread outside any coroutine.
 ///
 /// ```
 /// # use pagurus_runtime as pagurus;

@@ -428,6 +428,10 @@ impl WorkerCore {
                         if let Some(t) = found {
                             break t;
                         }
+                        // Answering a dump may have woken the main coroutine (it took the dump).
+                        if !self.local.borrow().is_empty() {
+                            continue;
+                        }
                         self.idle_wait(deadline);
                     };
                 }
