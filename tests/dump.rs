@@ -550,3 +550,66 @@ fn bad_dump_signal_values_fail_build() {
         assert!(err.to_string().contains("dump_on_signal"));
     }
 }
+
+#[inline(never)]
+fn parked_in_second_runtime(rx: pagurus::channel::Receiver<u32>) {
+    let v = rx.recv().unwrap_or(3);
+    black_box(v * 2);
+}
+
+#[test]
+fn dump_covers_every_runtime_and_names_a_busy_worker() {
+    let first = pagurus::Runtime::builder().workers(1).build().unwrap();
+    let second = pagurus::Runtime::builder().workers(1).build().unwrap();
+    let (tx1, rx1) = pagurus::channel::bounded::<u32>(1);
+    let (tx2, rx2) = pagurus::channel::bounded::<u32>(1);
+    let a = first.block_on(|| pagurus::spawn(move || parked_in_channel(rx1)));
+    let b = second.block_on(|| pagurus::spawn(move || parked_in_second_runtime(rx2)));
+    // From a plain thread: both runtimes' coroutines are in one dump.
+    let dump = loop {
+        let dump = pagurus::dump();
+        let parked = |id| {
+            dump.coroutines()
+                .iter()
+                .any(|c| c.id == id && matches!(c.state, CoroutineState::Parked(_)))
+        };
+        if parked(a.id()) && parked(b.id()) {
+            break dump;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let text = dump.to_string();
+    assert!(text.contains("parked_in_channel"), "{text}");
+    assert!(text.contains("parked_in_second_runtime"), "{text}");
+
+    // A worker that runs a coroutine that never suspends cannot answer: the dump says so and
+    // goes on without it (the wait for it is bounded; nothing here measures it).
+    let spinning = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let (s, r) = (spinning.clone(), release.clone());
+    let busy = first.block_on(|| {
+        pagurus::spawn(move || {
+            s.store(true, SeqCst);
+            while !r.load(SeqCst) {
+                std::hint::spin_loop();
+            }
+        })
+    });
+    while !spinning.load(SeqCst) {
+        std::thread::yield_now();
+    }
+    let dump = pagurus::dump();
+    release.store(true, SeqCst);
+    assert!(dump.unanswered_workers().contains(&Some(0)), "{dump}");
+    assert!(dump.to_string().contains("did not answer in time"));
+    // The other runtime answered.
+    assert!(dump.coroutines().iter().any(|c| c.id == b.id()), "{dump}");
+
+    tx1.send(1).unwrap();
+    tx2.send(1).unwrap();
+    first.block_on(|| {
+        a.join().unwrap();
+        busy.join().unwrap();
+    });
+    second.block_on(|| b.join().unwrap());
+}
