@@ -131,7 +131,8 @@ fn serve(read_end: c_int) {
         }
         // Several signals that arrived while the last dump was printed ask for one dump.
         let dump = super::snapshot::dump();
-        let mut err = io::stderr().lock();
+        // Streamed block by block, through a buffer: stderr itself is unbuffered.
+        let mut err = io::BufWriter::with_capacity(64 * 1024, io::stderr().lock());
         let _ = writeln!(err, "pagurus: coroutine dump (signal {})", buf[0]);
         let _ = writeln!(err, "{dump}");
         let _ = writeln!(err, "pagurus: end of coroutine dump");
