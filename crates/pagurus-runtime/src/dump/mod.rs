@@ -14,8 +14,9 @@ mod symbolize;
 use std::fmt;
 use std::ops::Range;
 use std::panic::Location;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a parked coroutine waits for.
 ///
@@ -446,5 +447,24 @@ pub(crate) fn park_stamps() -> bool {
 
 /// Turns the park time stamps on, for good.
 pub(crate) fn enable_park_stamps() {
+    EPOCH.get_or_init(Instant::now);
     PARK_STAMPS.store(true, Relaxed);
+}
+
+/// What park time stamps count from (set before stamps are turned on).
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// `at` as a park time stamp: nanoseconds since [`EPOCH`], plus one (0 means no stamp). One word
+/// in the task header instead of an `Option<Instant>`'s two.
+pub(crate) fn stamp(at: Instant) -> u64 {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let nanos = at.saturating_duration_since(epoch).as_nanos();
+    u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// How long before `now` the park stamped `stamp` (nonzero) was.
+pub(crate) fn since(stamp: u64, now: Instant) -> Duration {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let at = epoch + Duration::from_nanos(stamp - 1);
+    now.saturating_duration_since(at)
 }

@@ -103,30 +103,35 @@ impl SiteTable {
     pub(crate) fn finished(&mut self, task: &TaskRef) {
         let header = task.header();
         let at = header.spawned_at;
-        let i = match self.sites.get(self.last) {
-            Some(s) if std::ptr::eq(s.location, at) => self.last,
+        let site = match self.sites.get_mut(self.last) {
+            Some(s) if std::ptr::eq(s.location, at) => s,
             _ => self.find(at),
         };
-        self.last = i;
-        if let Some(site) = self.sites.get_mut(i) {
-            site.spawned += 1;
-            site.growths += header.ctx.growths();
+        site.spawned += 1;
+        let growths = header.ctx.growths();
+        if growths != 0 {
+            site.growths += growths;
             site.bytes_copied += header.ctx.bytes_copied();
         }
     }
 
+    /// The entry of `at`, made if new, and remembered as the last one.
     #[cold]
-    fn find(&mut self, at: &'static Location<'static>) -> usize {
-        if let Some(i) = self.sites.iter().position(|s| *s.location == *at) {
-            return i;
-        }
-        self.sites.push(SpawnSite {
-            location: at,
-            spawned: 0,
-            growths: 0,
-            bytes_copied: 0,
-        });
-        self.sites.len() - 1
+    fn find(&mut self, at: &'static Location<'static>) -> &mut SpawnSite {
+        let i = match self.sites.iter().position(|s| *s.location == *at) {
+            Some(i) => i,
+            None => {
+                self.sites.push(SpawnSite {
+                    location: at,
+                    spawned: 0,
+                    growths: 0,
+                    bytes_copied: 0,
+                });
+                self.sites.len() - 1
+            }
+        };
+        self.last = i;
+        &mut self.sites[i]
     }
 }
 
@@ -197,13 +202,13 @@ fn answer(index: Option<usize>, live: &Slab<TaskRef>, sites: &SiteTable, ticket:
             CoroutineState::Ready
         };
         let parked_for = match (state, header.parked_since.get()) {
-            (CoroutineState::Parked(_), Some(since)) => Some(now.saturating_duration_since(since)),
-            (CoroutineState::Parked(_), None) => {
+            (CoroutineState::Parked(_), 0) => {
                 // Parked before stamps were on: from now on it counts as parked since this
                 // dump (a lower bound, as Go's wait times are).
-                header.parked_since.set(Some(now));
+                header.parked_since.set(crate::dump::stamp(now));
                 None
             }
+            (CoroutineState::Parked(_), since) => Some(crate::dump::since(since, now)),
             _ => None,
         };
         let ctx = &header.ctx;

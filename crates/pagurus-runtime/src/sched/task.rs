@@ -91,8 +91,8 @@ pub(crate) struct Header {
     pub(crate) slot: Cell<usize>,
     /// The `spawn` (or `block_on`) call that created the task (for dumps and spans).
     pub(crate) spawned_at: &'static std::panic::Location<'static>,
-    /// Home-thread only: when the task last parked, if parks are time-stamped (dumps).
-    pub(crate) parked_since: Cell<Option<std::time::Instant>>,
+    /// Home-thread only: when the task last parked (`dump::stamp`), 0 for unknown.
+    pub(crate) parked_since: Cell<u64>,
     /// Home-thread only: the task's `tracing` span, made when it starts if a subscriber wants
     /// it, and entered around each resume.
     pub(crate) span: std::cell::OnceCell<Box<tracing::Span>>,
@@ -113,7 +113,7 @@ impl Header {
             home: UnsafeCell::new(None),
             slot: Cell::new(usize::MAX),
             spawned_at: std::panic::Location::caller(),
-            parked_since: Cell::new(None),
+            parked_since: Cell::new(0),
             span: std::cell::OnceCell::new(),
         }
     }

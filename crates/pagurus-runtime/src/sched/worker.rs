@@ -336,7 +336,7 @@ impl WorkerCore {
             if crate::dump::park_stamps() {
                 // SAFETY: as above.
                 let header = unsafe { task.as_ref() }.header();
-                header.parked_since.set(Some(Instant::now()));
+                header.parked_since.set(crate::dump::stamp(Instant::now()));
             }
         }
     }
