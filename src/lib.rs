@@ -15,8 +15,9 @@
 //! See `README.md` for a quick start and `design.md` for how it works.
 
 pub use pagurus_runtime::{
-    Builder, Cancelled, JoinHandle, MAX_WORKERS, Runtime, Stats, channel, future, net, raw, run,
-    select, spawn, stack, stats, sync, time, yield_now,
+    Builder, Cancelled, CoroutineSnapshot, CoroutineState, Dump, Frame, JoinHandle, MAX_WORKERS,
+    Runtime, SpawnSite, StackInfo, Stats, WaitReason, channel, dump, future, net, raw, run, select,
+    spawn, stack, stats, sync, time, yield_now,
 };
 
 /// Calls that block, run on a pool of threads while the calling coroutine parks (what

@@ -287,7 +287,11 @@ fn rwlock_readers_share_writers_exclude() {
             let second = other.read();
             (*second, other.try_write().is_none())
         });
-        assert_eq!(shared.join().unwrap(), (0, true), "a second reader gets in, a writer not");
+        assert_eq!(
+            shared.join().unwrap(),
+            (0, true),
+            "a second reader gets in, a writer not"
+        );
         drop(held);
         // Exclusion, under a mix of 40 coroutines on two workers.
         let mut hs = Vec::new();

@@ -20,14 +20,15 @@ pub const LAYERS: &[(&str, u32)] = &[
     ("stack", 2),
     ("coroutine", 3),
     ("grow", 4),
-    ("sched", 5),
-    ("raw", 5),
-    ("offload", 6),
-    ("channel", 7),
-    ("sync", 7),
-    ("future", 7),
-    ("time", 8),
-    ("net", 8),
+    ("dump", 5),
+    ("sched", 6),
+    ("raw", 6),
+    ("offload", 7),
+    ("channel", 8),
+    ("sync", 8),
+    ("future", 8),
+    ("time", 9),
+    ("net", 9),
 ];
 
 fn layer_of(module: &str) -> Option<u32> {

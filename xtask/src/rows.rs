@@ -127,6 +127,11 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "sync: uncontended `Mutex::lock` + unlock",
     ),
     (
+        "dump/parked_30k",
+        "",
+        "dumps: `pagurus::dump()` of 30,000 parked coroutines, text written to a sink",
+    ),
+    (
         "sync/std_mutex_uncontended",
         "",
         "peer: uncontended `std::sync::Mutex` lock + unlock",
@@ -396,6 +401,13 @@ pub const TARGETS: &[(&str, Target)] = &[
         Target {
             conds: &[Cond::Times(1.0, "channel/crossbeam_pingpong_threads")],
             text: "≤ crossbeam's thread ping-pong",
+        },
+    ),
+    (
+        "dump/parked_30k",
+        Target {
+            conds: &[Cond::AtMost(300e6)],
+            text: "≤ 300 ms (100,000 in under a second)",
         },
     ),
     (

@@ -139,6 +139,8 @@ pub(crate) struct Context {
     cancel_raised: Cell<bool>,
     /// Growths when the resumer last reported them (the fault handler cannot log).
     reported_growths: Cell<u64>,
+    /// Bytes the movers copied for this coroutine (for dumps).
+    bytes_copied: Cell<u64>,
     body: Body,
     data: Cell<*const ()>,
 }
@@ -160,6 +162,7 @@ impl Context {
             pins: Cell::new(0),
             cancel_raised: Cell::new(false),
             reported_growths: Cell::new(0),
+            bytes_copied: Cell::new(0),
             body,
             data: Cell::new(ptr::null()),
         }
@@ -228,6 +231,23 @@ impl Context {
             let id = self.id();
             tracing::debug!(id, growths, size, "coroutine stack grew");
         }
+    }
+
+    /// Moves of the stack so far. Async-signal-safe.
+    pub(crate) fn growths(&self) -> u64 {
+        self.slot.growths()
+    }
+
+    /// Bytes the moves of the stack copied so far. Async-signal-safe.
+    pub(crate) fn bytes_copied(&self) -> u64 {
+        self.bytes_copied.get()
+    }
+
+    /// Counts the bytes one move copied (the mover, while the coroutine is stopped).
+    /// Async-signal-safe.
+    pub(crate) fn count_copied(&self, bytes: usize) {
+        self.bytes_copied
+            .set(self.bytes_copied.get().wrapping_add(bytes as u64));
     }
 
     /// The largest size the stack may grow to. Async-signal-safe.

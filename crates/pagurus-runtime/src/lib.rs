@@ -11,10 +11,11 @@
 //! `crate::` path against this table, and CI runs it):
 //!
 //! ```text
-//!   8  time | net                      sleep, after, tick | sockets on the poller
-//!   7  channel | sync | future         channels, select | locks | block_on: all over sched::park
-//!   6  offload                         calls lent to a thread pool
-//!   5  sched | raw                     runtime, workers, tasks, joins | hand-driven coroutines
+//!   9  time | net                      sleep, after, tick | sockets on the poller
+//!   8  channel | sync | future         channels, select | locks | block_on: all over sched::park
+//!   7  offload                         calls lent to a thread pool
+//!   6  sched | raw                     runtime, workers, tasks, joins, taking dumps | hand-driven coroutines
+//!   5  dump                            what a coroutine dump holds, its text, symbolisation
 //!   4  grow                            the mover, fault path, frame walk, quarantine
 //!   3  coroutine                       contexts, resume/suspend, the pin count
 //!   2  stack                           mappings, pools, system stacks, the running stack slot
@@ -40,6 +41,8 @@ mod arch;
 pub mod channel;
 #[cfg(not(loom))]
 mod coroutine;
+#[cfg(not(loom))]
+mod dump;
 #[cfg(not(loom))]
 mod fatal;
 #[cfg(not(loom))]
@@ -70,7 +73,9 @@ pub mod time;
 #[cfg(not(loom))]
 pub use coroutine::Cancelled;
 #[cfg(not(loom))]
-pub use sched::{Builder, JoinHandle, MAX_WORKERS, Runtime, run, spawn, yield_now};
+pub use dump::{CoroutineSnapshot, CoroutineState, Dump, Frame, SpawnSite, StackInfo, WaitReason};
+#[cfg(not(loom))]
+pub use sched::{Builder, JoinHandle, MAX_WORKERS, Runtime, dump, run, spawn, yield_now};
 #[cfg(not(loom))]
 pub use stats::{Stats, stats};
 

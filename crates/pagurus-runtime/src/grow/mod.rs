@@ -201,6 +201,7 @@ pub(crate) fn move_stack(ctx: &Context, stopped: Stopped<'_>) -> Option<Moved> {
         }
     }
     stats::stack_grew(copied);
+    ctx.count_copied(copied);
     Some(Moved {
         from: old.size(),
         to: size,

@@ -24,9 +24,11 @@
 //! that is running when the drop starts (say, in a loop that never yields) delays the drop until
 //! it suspends.
 
+mod dump_signal;
 mod idle;
 pub(crate) mod netpoll;
 pub(crate) mod park;
+mod snapshot;
 mod state;
 mod task;
 mod timer;
@@ -41,6 +43,7 @@ use std::thread;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker as Deque};
 
+pub use snapshot::dump;
 pub use task::JoinHandle;
 use task::{Header, Task, TaskCell, TaskRef};
 use worker::{Msg, WorkerCore, WorkerHandle};
@@ -126,11 +129,13 @@ impl Shared {
 /// | [`max_stack_size`](Builder::max_stack_size) | a power of two from `initial_stack_size` to 16 TiB | 1 GiB |
 /// | [`stack_pool_bytes`](Builder::stack_pool_bytes) | any | 16 MiB |
 /// | [`ffi_mode`](Builder::ffi_mode) | any mode; `Reserve { bytes }` at most half of `max_stack_size` | `PAGURUS_FFI_MODE`, else `Switch` |
+/// | [`dump_on_signal`](Builder::dump_on_signal) | `None`, or a signal other than `SIGSEGV`, `SIGBUS`, `SIGKILL`, `SIGSTOP` | `PAGURUS_DUMP_SIGNAL`, else `None` |
 ///
 /// Stacks are reserved whole in the address space (128 TiB per process; untouched pages cost no
 /// memory), which is what bounds the stack sizes: every live coroutine holds `initial_stack_size`
 /// of it at least, and a growth holds the old and the new stack for a moment. The environment
-/// variables the runtime reads (`PAGURUS_FFI_MODE`, `PAGURUS_STACK_QUARANTINE`) are checked the
+/// variables the runtime reads (`PAGURUS_FFI_MODE`, `PAGURUS_STACK_QUARANTINE`,
+/// `PAGURUS_DUMP_SIGNAL`) are checked the
 /// same way when they are consulted: an invalid value fails `build` with `InvalidInput` listing
 /// the accepted values.
 ///
@@ -158,6 +163,7 @@ pub struct Builder {
     stack_pool_bytes: usize,
     stack_quarantine: Option<bool>,
     ffi_mode: Option<Mode>,
+    dump_signal: Option<Option<libc::c_int>>,
 }
 
 impl Default for Builder {
@@ -169,6 +175,7 @@ impl Default for Builder {
             stack_pool_bytes: DEFAULT_POOL_BYTES,
             stack_quarantine: None,
             ffi_mode: None,
+            dump_signal: None,
         }
     }
 }
@@ -223,6 +230,25 @@ impl Builder {
         self
     }
 
+    /// Prints a coroutine dump ([`dump()`]) to stderr whenever the process receives `signal`
+    /// (`None`: never; the default is the `PAGURUS_DUMP_SIGNAL` environment variable, `SIGUSR1`,
+    /// `SIGQUIT` or `off`, and any other value makes `build` fail with `InvalidInput`). The
+    /// signal handler only wakes a thread of the runtime (`pagurus-dump`), which takes the dump
+    /// and prints it; the handler stays installed for the life of the process. `SIGSEGV` and
+    /// `SIGBUS` (the stack growth handler's), `SIGKILL` and `SIGSTOP` are refused.
+    ///
+    /// ```
+    /// # use pagurus_runtime as pagurus;
+    /// let rt = pagurus::Runtime::builder().dump_on_signal(Some(libc::SIGUSR1)).build();
+    /// assert!(rt.is_ok());
+    /// let err = pagurus::Runtime::builder().dump_on_signal(Some(libc::SIGSEGV)).build();
+    /// assert_eq!(err.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
+    pub fn dump_on_signal(mut self, signal: Option<libc::c_int>) -> Builder {
+        self.dump_signal = Some(signal);
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// Fails with [`io::ErrorKind::InvalidInput`] naming the parameter when a setting is out of
@@ -260,6 +286,13 @@ impl Builder {
             Some(on) => on,
             None => crate::grow::quarantine::default_enabled()?,
         };
+        let dump_signal = match self.dump_signal {
+            Some(signal) => signal,
+            None => dump_signal::signal_from_env()?,
+        };
+        if let Some(signal) = dump_signal {
+            dump_signal::validate(signal)?;
+        }
         let config = Config {
             initial_stack_size: self.initial_stack_size,
             max_stack_size: self.max_stack_size,
@@ -311,6 +344,12 @@ impl Builder {
                 })?;
             runtime.threads.push(thread);
         }
+        for (index, worker) in shared.workers.iter().enumerate() {
+            snapshot::register(worker, Some(index));
+        }
+        if let Some(signal) = dump_signal {
+            dump_signal::install(signal)?;
+        }
         tracing::debug!(workers, ?config, "runtime started");
         Ok(runtime)
     }
@@ -356,6 +395,7 @@ impl Runtime {
     /// # Panics
     ///
     /// When called from inside a coroutine: it would block that coroutine's worker thread.
+    #[track_caller]
     pub fn block_on<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T,
@@ -374,15 +414,9 @@ impl Runtime {
         let pool = lock(&self.shared.main_pools)
             .pop()
             .unwrap_or_else(|| StackPool::new(config.stack_pool_bytes));
-        let core = WorkerCore::new(
-            self.shared.clone(),
-            None,
-            Arc::new(handle),
-            inbox,
-            None,
-            pool,
-            poll,
-        );
+        let handle = Arc::new(handle);
+        snapshot::register(&handle, None);
+        let core = WorkerCore::new(self.shared.clone(), None, handle, inbox, None, pool, poll);
         let mut slot = MainSlot {
             f: Some(f),
             output: None,
@@ -491,6 +525,7 @@ unsafe fn run_main<F: FnOnce() -> T, T>(data: *const ()) {
 /// # Panics
 ///
 /// When the runtime cannot start (no threads or memory), or when `f` panics.
+#[track_caller]
 pub fn run<F, T>(f: F) -> T
 where
     F: FnOnce() -> T,
@@ -516,6 +551,7 @@ where
 ///
 /// When called outside a runtime (from a thread that is neither a worker nor inside
 /// [`Runtime::block_on`]).
+#[track_caller]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,

@@ -55,20 +55,7 @@ pub(crate) enum Parked {
 }
 
 /// What a parked coroutine waits for (shown by coroutine dumps).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum WaitReason {
-    Join = 1,
-    Channel,
-    Mutex,
-    Condvar,
-    Semaphore,
-    WaitGroup,
-    Sleep,
-    Io,
-    ForeignCall,
-    Future,
-}
+pub(crate) use crate::dump::WaitReason;
 
 /// A handle that wakes one parked waiter (a coroutine or an OS thread).
 #[derive(Clone)]

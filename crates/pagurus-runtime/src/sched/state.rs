@@ -129,6 +129,13 @@ impl RunState {
     pub(crate) fn is_done(&self) -> bool {
         self.0.load(Acquire) & PHASE == DONE
     }
+
+    /// Whether the task is parked (for dumps: a snapshot, stale as soon as it is read unless
+    /// the caller is the task's worker between two of its coroutines' runs).
+    #[cfg(not(loom))]
+    pub(crate) fn is_parked(&self) -> bool {
+        self.0.load(Acquire) & PHASE == PARKED
+    }
 }
 
 const COMPLETE: usize = 0b001;

@@ -62,6 +62,13 @@ pub(crate) struct Header {
     /// theirs here; see `park::take_cached_waiter`). Emptied when the coroutine finishes, since
     /// the waiter refers back to the task.
     pub(crate) waiter_cache: Cell<Option<CachedWaiter>>,
+    /// The `spawn` (or `block_on`) call that created the task (for dumps and spans).
+    pub(crate) spawned_at: &'static std::panic::Location<'static>,
+    /// Home-thread only: when the task last parked (`dump::stamp`), 0 for unknown.
+    pub(crate) parked_since: Cell<u64>,
+    /// Home-thread only: the task's `tracing` span, made when it starts if a subscriber wants
+    /// it, and entered around each resume.
+    pub(crate) span: std::cell::OnceCell<Box<tracing::Span>>,
 }
 
 /// What [`Header::waiter_cache`] holds: the primitive's own type, behind `Any` (primitives live
@@ -69,6 +76,9 @@ pub(crate) struct Header {
 pub(crate) type CachedWaiter = Arc<dyn std::any::Any + Send + Sync>;
 
 impl Header {
+    /// A header for a task created by the caller's `#[track_caller]` chain (`spawn`,
+    /// `block_on`): that call is its spawn site.
+    #[track_caller]
     pub(crate) fn new(id: u64, body: Body) -> Header {
         Header {
             id,
@@ -79,6 +89,9 @@ impl Header {
             home: UnsafeCell::new(None),
             slot: Cell::new(usize::MAX),
             waiter_cache: Cell::new(None),
+            spawned_at: std::panic::Location::caller(),
+            parked_since: Cell::new(0),
+            span: std::cell::OnceCell::new(),
         }
     }
 
@@ -179,6 +192,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    #[track_caller]
     pub(crate) fn new(id: u64, f: F) -> TaskCell<F, T> {
         TaskCell {
             header: Header::new(id, Self::run_body),

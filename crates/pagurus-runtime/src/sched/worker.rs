@@ -69,6 +69,8 @@ pub(crate) enum Msg {
     /// An unstarted coroutine placed on this worker by another (see `place`); counted in the
     /// receiver's `incoming` until received.
     Start(TaskRef),
+    /// A coroutine dump wants this worker's part (see `snapshot`).
+    Dump(super::snapshot::Ticket),
 }
 
 /// The part of a worker other threads may touch.
@@ -158,14 +160,16 @@ thread_local! {
 pub(crate) struct WorkerCore {
     pub(crate) shared: Arc<Shared>,
     /// Index in `shared.workers`, `None` for a `block_on` thread.
-    index: Option<usize>,
+    pub(super) index: Option<usize>,
     handle: Arc<WorkerHandle>,
     inbox: Receiver<Msg>,
     deque: Option<Deque<TaskRef>>,
     lifo: Cell<Option<TaskRef>>,
     local: RefCell<VecDeque<TaskRef>>,
     /// Started, unfinished coroutines of this worker: the ones shutdown must cancel.
-    live: RefCell<Slab<TaskRef>>,
+    pub(super) live: RefCell<Slab<TaskRef>>,
+    /// Stack growth of finished coroutines by spawn site (for dumps).
+    pub(super) sites: RefCell<super::snapshot::SiteTable>,
     pool: RefCell<StackPool>,
     /// The coroutine running now (from `Arc::as_ptr` of the `TaskRef` that `run_task` holds
     /// while it is set), and its context.
@@ -213,6 +217,7 @@ impl WorkerCore {
             lifo: Cell::new(None),
             local: RefCell::new(VecDeque::new()),
             live: RefCell::new(Slab::new()),
+            sites: RefCell::default(),
             pool: RefCell::new(pool),
             current: Cell::new(None),
             current_ctx: Cell::new(std::ptr::null()),
@@ -344,6 +349,11 @@ impl WorkerCore {
                 .header()
                 .wait_reason
                 .store(reason as u8, Relaxed);
+            if crate::dump::park_stamps() {
+                // SAFETY: as above.
+                let header = unsafe { task.as_ref() }.header();
+                header.parked_since.set(crate::dump::stamp(Instant::now()));
+            }
         }
     }
 
@@ -420,6 +430,7 @@ impl WorkerCore {
                             match msg {
                                 Msg::Run(t) => found = Some(t),
                                 Msg::Nudge => {}
+                                Msg::Dump(ticket) => self.answer_dump(ticket),
                                 Msg::Start(_) => {
                                     unreachable!("coroutines are placed only on workers")
                                 }
@@ -432,6 +443,10 @@ impl WorkerCore {
                         }
                         if let Some(t) = found {
                             break t;
+                        }
+                        // Answering a dump may have woken the main coroutine (it took the dump).
+                        if !self.local.borrow().is_empty() {
+                            continue;
                         }
                         self.idle_wait(deadline);
                     };
@@ -453,6 +468,7 @@ impl WorkerCore {
         self.current_ctx.set(&header.ctx);
         self.current
             .set(NonNull::new(Arc::as_ptr(&task).cast_mut()));
+        let span = header.span.get().map(|span| span.enter());
         let mut arg = arg;
         let reason = loop {
             // SAFETY: the task is started (it has a stack), not running (we hold it off every
@@ -478,6 +494,7 @@ impl WorkerCore {
                 _ => break reason,
             }
         };
+        drop(span);
         self.current.set(None);
         self.current_ctx.set(std::ptr::null());
         header.ctx.report_growths();
@@ -505,6 +522,9 @@ impl WorkerCore {
                 .ctx
                 .start(stack, data, header.id, self.shared.config.growth_limits())
         };
+        if tracing::level_enabled!(tracing::Level::INFO) {
+            super::snapshot::make_span(header);
+        }
         let mut live = self.live.borrow_mut();
         header.slot.set(live.insert(task.clone()));
         self.handle.started.store(live.len(), Relaxed);
@@ -525,6 +545,7 @@ impl WorkerCore {
             self.handle.started.store(live.len(), Relaxed);
             task
         };
+        self.sites.borrow_mut().finished(task);
         drop(live);
         self.stats.coroutine_finished();
     }
@@ -542,7 +563,7 @@ impl WorkerCore {
                 self.handle.incoming.fetch_sub(1, Relaxed);
                 Some(task)
             }
-            Msg::Run(_) | Msg::Nudge => None,
+            Msg::Run(_) | Msg::Nudge | Msg::Dump(_) => None,
             // Already shutting down: a second request changes nothing.
             Msg::Shutdown => None,
         }));
@@ -695,6 +716,7 @@ impl WorkerCore {
                 self.handle.incoming.fetch_sub(1, Relaxed);
                 self.local.borrow_mut().push_back(task);
             }
+            Msg::Dump(ticket) => self.answer_dump(ticket),
         }
         true
     }
@@ -881,7 +903,7 @@ impl WorkerCore {
             }
             queued.extend(self.inbox.try_iter().filter_map(|msg| match msg {
                 Msg::Run(task) | Msg::Start(task) => Some(task),
-                Msg::Nudge | Msg::Shutdown => None,
+                Msg::Nudge | Msg::Shutdown | Msg::Dump(_) => None,
             }));
             if queued.is_empty() {
                 break;

@@ -1,0 +1,72 @@
+//! Coroutine dumps (`pagurus::dump()`).
+//!
+//! - `parked_30k`: a dump of 30,000 coroutines parked on channels (2 workers), its text written
+//!   to `io::sink()`: collection on the workers, symbolisation, formatting. 30,000 because Linux's
+//!   default `vm.max_map_count` allows about 32,000 live stacks (design.md section 2); the design
+//!   target, 100,000 in under a second, is this at most 300 ms (every part scales with the
+//!   number of coroutines).
+
+use std::hint::black_box;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::runtime;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const PARKED: usize = 30_000;
+
+#[inline(never)]
+fn wait_for_work(rx: pagurus::channel::Receiver<u32>) -> u32 {
+    let v = rx.recv().unwrap_or(0);
+    black_box(v)
+}
+
+fn parked(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dump");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    let rt = runtime(2);
+    rt.block_on(|| {
+        let (tx, rx) = pagurus::channel::bounded::<u32>(1);
+        let handles: Vec<_> = (0..PARKED)
+            .map(|_| {
+                let rx = rx.clone();
+                pagurus::spawn(move || wait_for_work(rx))
+            })
+            .collect();
+        // Until every one has started and parked (a condition, not a duration).
+        loop {
+            let dump = pagurus::dump();
+            let n = dump
+                .coroutines()
+                .iter()
+                .filter(|c| matches!(c.state, pagurus::CoroutineState::Parked(_)))
+                .count();
+            if n >= PARKED {
+                break;
+            }
+            pagurus::time::sleep(Duration::from_millis(10));
+        }
+        group.bench_function("parked_30k", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let dump = pagurus::dump();
+                    assert!(dump.coroutines().len() > PARKED);
+                    write!(std::io::sink(), "{dump}").unwrap();
+                }
+                start.elapsed()
+            })
+        });
+        drop(tx);
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parked);
+criterion_main!(benches);
