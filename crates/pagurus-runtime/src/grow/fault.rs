@@ -95,6 +95,12 @@ fn install() {
         let mut action: libc::sigaction = unsafe { MaybeUninit::zeroed().assume_init() };
         action.sa_sigaction = on_fault as *const () as usize;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // Every other signal waits until the handler returns (the kernel restores the mask then):
+        // a handler of the program's (a sampling profiler walking the interrupted stack) must
+        // never see a stack half moved, with the old one already given back or the registers
+        // half rewritten.
+        // SAFETY: `sa_mask` is a sigset_t owned by `action`.
+        unsafe { libc::sigfillset(&mut action.sa_mask) };
         for sig in [libc::SIGSEGV, libc::SIGBUS] {
             // SAFETY: `action` is fully initialised and `on_fault` has the SA_SIGINFO signature.
             let rc = unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };

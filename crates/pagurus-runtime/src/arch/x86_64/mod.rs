@@ -187,16 +187,27 @@ unsafe extern "sysv64" fn resume_switch() {
     )
 }
 
-/// The naked half of [`suspend`]: entered by `jmp` with the resume address already pushed;
-/// arguments in `rdi` (save), `rsi` (to), `rdx` (arg), `rcx` (running), `r8` (current).
+/// The naked half of [`suspend`]: entered by `jmp` with the resume address (label 2 in
+/// [`suspend`]) in `rax`; arguments in `rdi` (save), `rsi` (to), `rdx` (arg), `rcx` (running),
+/// `r8` (current).
 ///
-/// The pushed resume address makes the entry look like a call (CFA = rsp + 8, return address at
-/// CFA - 8, into the caller's inline asm), and the CFI says so: a push that faults here, at the
-/// bottom of the coroutine's stack, is walked and grown like any other fault.
+/// Its first instruction pushes the resume address, which makes the frame look like a call's
+/// (CFA = rsp + 8, return address at CFA - 8, into the caller's inline asm). The CFI describes
+/// every instruction, the entry included (CFA = rsp, return address in `rax`): a push that faults
+/// here, at the bottom of the coroutine's stack, is walked and grown like any other fault, and a
+/// signal handler that unwinds from any instruction of the switch (a sampling profiler) finds the
+/// caller. Pushing in the caller's inline asm instead would leave its `jmp` with a stack pointer
+/// the caller's own CFI does not describe.
 #[unsafe(naked)]
 unsafe extern "sysv64" fn suspend_switch() {
     naked_asm!(
         ".cfi_startproc",
+        // Nothing pushed yet: the caller's stack pointer is ours, its return address in rax.
+        ".cfi_def_cfa rsp, 0",
+        ".cfi_register rip, rax",
+        "push rax",
+        ".cfi_def_cfa_offset 8",
+        ".cfi_offset rip, -8",
         "push rbp",
         ".cfi_adjust_cfa_offset 8",
         ".cfi_rel_offset rbp, 0",
@@ -239,12 +250,14 @@ pub(crate) unsafe fn suspend(
 ) -> usize {
     let ret: usize;
     // SAFETY: per the contract, `to` is a suspended resumer of this thread waiting in
-    // `resume`. Clobbers as in `resume`. The block pushes one word (the resume address), which
-    // `resume_switch` pops before jumping back to label 2, so the stack is balanced.
+    // `resume`. Clobbers as in `resume`. `suspend_switch` pushes one word (the resume address,
+    // passed in rax), which `resume_switch` pops before jumping back to label 2, so the stack is
+    // balanced. No instruction of this block moves the stack pointer: the function's own CFI
+    // stays true at each of them (a `jmp` after a push here would be an instruction at which an
+    // unwinder, run by a signal handler, computes a wrong frame).
     unsafe {
         asm!(
             "lea rax, [rip + 2f]",
-            "push rax",
             "jmp {switch}",
             "2:",
             switch = sym suspend_switch,

@@ -721,19 +721,24 @@ struct Apply<'a> {
 impl Apply<'_> {
     /// `base + offset`, checked to be a possible CFA.
     fn cfa(&self, reg: u16, offset: i64) -> Result<usize, ErrorKind> {
-        let base = self
-            .regs
-            .get(reg)
-            .ok_or(ErrorKind::UnknownRegister { reg })?;
-        let cfa = isize::try_from(offset)
-            .ok()
-            .and_then(|o| base.checked_add_signed(o))
-            .ok_or(ErrorKind::OutOfBounds { addr: base })?;
+        let cfa = self.cfa_unchecked(reg, offset)?;
         if self.bounds.holds_cfa(cfa) {
             Ok(cfa)
         } else {
             Err(ErrorKind::OutOfBounds { addr: cfa })
         }
+    }
+
+    /// `reg + offset`, wherever it points.
+    fn cfa_unchecked(&self, reg: u16, offset: i64) -> Result<usize, ErrorKind> {
+        let base = self
+            .regs
+            .get(reg)
+            .ok_or(ErrorKind::UnknownRegister { reg })?;
+        isize::try_from(offset)
+            .ok()
+            .and_then(|o| base.checked_add_signed(o))
+            .ok_or(ErrorKind::OutOfBounds { addr: base })
     }
 
     fn end(&self, cfa: usize) -> Next {
@@ -851,7 +856,15 @@ impl Apply<'_> {
         frame: &mut Frame,
         caller: &mut Regs,
     ) -> Result<Next, ErrorKind> {
+        // The return address in a register: the entry of the switch, where the CFA is the
+        // caller's stack pointer itself, which may lie below the stack's bottom (a caller's frame
+        // reserves room it has not touched yet). Nothing of this frame is read at its CFA, and
+        // the caller's frame is checked as usual.
+        let ra_in_register = matches!(row.register(Register(RA)), Some(RegisterRule::Register(_)));
         let (cfa, cfa_reg) = match *row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } if ra_in_register => {
+                (self.cfa_unchecked(register.0, offset)?, register.0)
+            }
             CfaRule::RegisterAndOffset { register, offset } => {
                 (self.cfa(register.0, offset)?, register.0)
             }
@@ -869,6 +882,13 @@ impl Apply<'_> {
                 frame.ra_slot = at;
                 caller.set_from(RA, ra, at);
             }
+            // The return address is still in a register: the first instruction of the switch
+            // (`suspend_switch`), reached only as the faulting frame, whose registers all come
+            // from the signal context. No stack slot holds it (`ra_slot` stays 0).
+            Some(RegisterRule::Register(from)) => match self.regs.get(from.0) {
+                Some(ra) => caller.set_from(RA, ra, self.regs.slot(from.0).unwrap_or(0)),
+                None => return Err(ErrorKind::UnsupportedRule { reg: RA }),
+            },
             Some(_) => return Err(ErrorKind::UnsupportedRule { reg: RA }),
             None => return Err(ErrorKind::NoReturnAddress),
         }
