@@ -333,12 +333,12 @@ impl WorkerCore {
 
     /// The running coroutine's header, when called from it.
     pub(crate) fn current_header(&self) -> Option<&Header> {
-        // SAFETY: `current` points into a task kept alive by `run_task` while it is set, and
-        // the reference does not outlive the caller's use on this thread (the running
-        // coroutine's own code, which `run_task` outlives).
-        self.current
-            .get()
-            .map(|task| unsafe { task.as_ref() }.header())
+        self.current.get().map(|task| {
+            // SAFETY: `current` points into a task kept alive by `run_task` while it is set, and
+            // the reference does not outlive the caller's use on this thread (the running
+            // coroutine's own code, which `run_task` outlives).
+            unsafe { task.as_ref() }.header()
+        })
     }
 
     /// Records what the running coroutine is about to park for.

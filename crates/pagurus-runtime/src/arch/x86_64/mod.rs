@@ -249,12 +249,12 @@ pub(crate) unsafe fn suspend(
     current: usize,
 ) -> usize {
     let ret: usize;
+    // No instruction of this block moves the stack pointer, so the function's own CFI stays true
+    // at each of them (a `jmp` after a push here would be an instruction at which an unwinder,
+    // run by a signal handler, computes a wrong frame).
     // SAFETY: per the contract, `to` is a suspended resumer of this thread waiting in
     // `resume`. Clobbers as in `resume`. `suspend_switch` pushes one word (the resume address,
-    // passed in rax), which `resume_switch` pops before jumping back to label 2, so the stack is
-    // balanced. No instruction of this block moves the stack pointer: the function's own CFI
-    // stays true at each of them (a `jmp` after a push here would be an instruction at which an
-    // unwinder, run by a signal handler, computes a wrong frame).
+    // passed in rax), which `resume_switch` pops before jumping back to label 2: balanced.
     unsafe {
         asm!(
             "lea rax, [rip + 2f]",
