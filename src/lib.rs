@@ -16,8 +16,8 @@
 
 pub use pagurus_runtime::{
     Builder, Cancelled, CoroutineSnapshot, CoroutineState, Dump, Frame, JoinHandle, MAX_WORKERS,
-    Runtime, SpawnSite, StackInfo, Stats, WaitReason, channel, dump, future, net, raw, run, select,
-    spawn, stack, stats, sync, time, yield_now,
+    Runtime, SpawnSite, StackGuards, StackInfo, Stats, WaitReason, channel, dump, future, net, raw,
+    run, select, spawn, stack, stats, sync, time, yield_now,
 };
 
 /// Calls that block, run on a pool of threads while the calling coroutine parks (what

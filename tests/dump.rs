@@ -114,7 +114,21 @@ fn find(dump: &Dump, id: u64) -> &CoroutineSnapshot {
 
 #[test]
 fn dump_names_each_wait_reason_spawn_line_and_function() {
-    let rt = pagurus::Runtime::builder().workers(2).build().unwrap();
+    names_each_wait_reason(pagurus::Runtime::builder().workers(2), false);
+}
+
+/// The same with every parked coroutine compacted (its frames walked in a scratch copy of its
+/// heap image).
+#[test]
+fn dump_walks_compacted_coroutines_too() {
+    let builder = pagurus::Runtime::builder()
+        .workers(2)
+        .parked_stack_budget(0);
+    names_each_wait_reason(builder, true);
+}
+
+fn names_each_wait_reason(builder: pagurus::Builder, compacted: bool) {
+    let rt = builder.build().unwrap();
     rt.block_on(|| {
         let mut cases: Vec<(u64, WaitReason, u32, &str)> = Vec::new();
 
@@ -193,7 +207,14 @@ fn dump_names_each_wait_reason_spawn_line_and_function() {
             assert!(c.spawned_at.file().ends_with("dump.rs"), "{text}");
             assert_eq!(c.spawned_at.line(), line, "{text}");
             assert!(c.worker.is_some(), "{text}");
-            assert!(c.stack.size >= 4096 && c.stack.used > 0, "{text}");
+            assert!(c.stack.used > 0, "{text}");
+            if compacted && reason != WaitReason::ForeignCall {
+                // An offloaded call pins its stack: never compacted.
+                assert_eq!(c.stack.size, 0, "{text}");
+                assert!(text.contains(&format!("coroutine {id} [")), "{text}");
+            } else {
+                assert!(c.stack.size >= 4096, "{text}");
+            }
             assert!(
                 c.frames
                     .iter()

@@ -3,7 +3,9 @@
 //! `raw::Coroutine::new`, where the variable applies) fail with `InvalidInput` naming the
 //! variable and listing the accepted values, instead of running as if it were unset.
 //!
-//! The variables the runtime reads: `PAGURUS_FFI_MODE` and `PAGURUS_STACK_QUARANTINE`. Each case
+//! The variables the runtime reads: `PAGURUS_FFI_MODE`, `PAGURUS_STACK_QUARANTINE` and
+//! `PAGURUS_ADAPTIVE_STACKS` here; `PAGURUS_PARKED_STACK_BUDGET` in `tests/compaction.rs`,
+//! `PAGURUS_STACK_GUARDS` in `tests/stack_guards.rs`, `PAGURUS_DUMP_SIGNAL` in `tests/dump.rs`. Each case
 //! runs in a child process (this binary, re-run with the variable set), so no test here changes
 //! the environment of a process other tests run in.
 
@@ -25,6 +27,7 @@ fn run_child(test: &str, var: &str, value: &OsStr) {
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env_remove("PAGURUS_FFI_MODE")
         .env_remove("PAGURUS_STACK_QUARANTINE")
+        .env_remove("PAGURUS_ADAPTIVE_STACKS")
         .env(var, value)
         .env(CHILD, test)
         .output()
@@ -142,4 +145,73 @@ fn ffi_mode_rejects_invalid_values() {
         run_child(TEST, "PAGURUS_FFI_MODE", OsStr::new(value));
     }
     run_child(TEST, "PAGURUS_FFI_MODE", OsStr::from_bytes(b"sw\xffitch"));
+}
+
+/// Start sizes of eight coroutines of one spawn site, each of which grows to 64 KiB.
+fn start_sizes(rt: &Runtime) -> Vec<usize> {
+    rt.block_on(|| {
+        (0..8)
+            .map(|_| {
+                pagurus::spawn(|| {
+                    let start = pagurus::stack::current().unwrap().size;
+                    pagurus::stack::ensure(48 << 10);
+                    start
+                })
+                .join()
+                .unwrap()
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn adaptive_stacks_rejects_invalid_values() {
+    const TEST: &str = "adaptive_stacks_rejects_invalid_values";
+    if in_child(TEST) {
+        let value = std::env::var("PAGURUS_ADAPTIVE_STACKS").unwrap();
+        let err = Runtime::builder().workers(1).build().unwrap_err();
+        assert_refused(
+            err,
+            "PAGURUS_ADAPTIVE_STACKS",
+            &format!("{value:?}"),
+            QUARANTINE_ACCEPTED,
+        );
+        // A builder that says it itself does not consult the variable.
+        let rt = Runtime::builder()
+            .workers(1)
+            .adaptive_stack_size(false)
+            .build()
+            .unwrap();
+        assert!(start_sizes(&rt).iter().all(|&s| s == 4096));
+        println!("child checks passed");
+        return;
+    }
+    for value in ["maybe", "", "2"] {
+        run_child(TEST, "PAGURUS_ADAPTIVE_STACKS", OsStr::new(value));
+    }
+}
+
+#[test]
+fn adaptive_stacks_accepts_every_listed_value() {
+    const TEST: &str = "adaptive_stacks_accepts_every_listed_value";
+    if in_child(TEST) {
+        let value = std::env::var("PAGURUS_ADAPTIVE_STACKS").unwrap();
+        let on = matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "on"
+        );
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let sizes = start_sizes(&rt);
+        // Four that grew teach the site; the next ones start on 64 KiB, unless it is off.
+        assert_eq!(
+            sizes[4..].iter().all(|&s| s == 64 << 10),
+            on,
+            "{value}: {sizes:?}"
+        );
+        println!("child checks passed");
+        return;
+    }
+    for value in ["1", "0", "true", "false", "on", "off", "ON", " Off "] {
+        run_child(TEST, "PAGURUS_ADAPTIVE_STACKS", OsStr::new(value));
+    }
 }

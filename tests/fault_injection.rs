@@ -101,6 +101,10 @@ fn growth_by_ensure_that_cannot_map_aborts_with_the_out_of_memory_message() {
 fn a_stack_that_cannot_be_mapped_at_spawn_is_an_error_or_a_clear_abort() {
     let test = "a_stack_that_cannot_be_mapped_at_spawn_is_an_error_or_a_clear_abort";
     let Some(out) = in_child(test, "spawn") else {
+        // One mapping per stack, as on kernels without guard markers: an arena would serve
+        // every stack below from the region it already mapped, which is the point of arenas.
+        // SAFETY: the child is single-threaded here; nothing reads the environment concurrently.
+        unsafe { std::env::set_var("PAGURUS_STACK_GUARDS", "mprotect") };
         let rt = warm_runtime();
         // Less than one new stack needs (its 4 MiB guard alone), enough for small allocations.
         limit_address_space(2 << 20);

@@ -5,6 +5,12 @@
 //! that assumption silently. Each test holds such a local on a fresh 4 KiB coroutine stack while
 //! the stack grows several times, and checks the local's address against its alignment before and
 //! after (through `black_box`, so the compiler cannot fold the check to `true`).
+//!
+//! Entering a frame aligned to more than the arena guard (64 KiB) moves the stack pointer down by
+//! up to the alignment without touching memory (`and rsp, -align`, unprobed), which can skip the
+//! guard; such a frame needs the headroom first (`stack::ensure`, design.md section 9). The 1 MiB
+//! case does that, then checks what this file is about: the moves under the local keep it
+//! aligned.
 
 use std::hint::black_box;
 use std::mem::{MaybeUninit, align_of, size_of};

@@ -132,7 +132,12 @@ fn round(rt: &Runtime, label: &str) {
 
 #[test]
 fn thousand_coroutines_grow_to_different_depths_while_yielding() {
-    let rt = Runtime::builder().workers(4).build().unwrap();
+    // Every coroutine grows from 4 KiB: no adaptive start size.
+    let rt = Runtime::builder()
+        .workers(4)
+        .adaptive_stack_size(false)
+        .build()
+        .unwrap();
     round(&rt, "round 1");
 }
 
@@ -144,6 +149,7 @@ fn second_round_reuses_pooled_stacks_safely() {
     let rt = Runtime::builder()
         .workers(4)
         .stack_quarantine(false)
+        .adaptive_stack_size(false)
         .build()
         .unwrap();
     round(&rt, "round 1");

@@ -10,7 +10,11 @@ use pagurus::{Runtime, spawn, stats, yield_now};
 #[test]
 fn growth_counters_cover_every_move() {
     let before = stats();
-    let rt = Runtime::builder().workers(2).build().unwrap();
+    let rt = Runtime::builder()
+        .workers(2)
+        .adaptive_stack_size(false)
+        .build()
+        .unwrap();
     let (main_info, infos) = rt.block_on(|| {
         let handles: Vec<_> = (0..64u64)
             .map(|i| {

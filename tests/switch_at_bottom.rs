@@ -99,7 +99,11 @@ fn sweep<S: 'static>(
     op: impl Fn(&S) + Send + Sync + Copy + 'static,
     finish: impl Fn(S) + Send + Sync + Copy + 'static,
 ) {
-    let rt = pagurus::Runtime::builder().workers(1).build().unwrap();
+    let rt = pagurus::Runtime::builder()
+        .workers(1)
+        .adaptive_stack_size(false)
+        .build()
+        .unwrap();
     rt.block_on(|| {
         for d in 0..DEPTHS {
             for p in 0..PADS {

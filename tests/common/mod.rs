@@ -107,10 +107,12 @@ pub fn touch_below_sp(offset: usize) {
     };
 }
 
-/// A runtime with the default settings (4 KiB initial stacks) and `workers` workers.
+/// A runtime whose coroutines all start on 4 KiB stacks (the default size, and no adaptive start
+/// size: these tests grow every coroutine from there), with `workers` workers.
 pub fn default_stack_runtime(workers: usize) -> pagurus::Runtime {
     pagurus::Runtime::builder()
         .workers(workers)
+        .adaptive_stack_size(false)
         .build()
         .unwrap()
 }

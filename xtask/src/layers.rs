@@ -16,6 +16,7 @@ pub const LAYERS: &[(&str, u32)] = &[
     ("loom", 0),
     ("stats", 1),
     ("fatal", 1),
+    ("env", 1),
     ("ffi_mode", 1),
     ("stack", 2),
     ("coroutine", 3),

@@ -24,6 +24,7 @@ mod callgrind;
 mod compare;
 mod criterion;
 mod go;
+mod idle;
 mod layers;
 mod net;
 mod report;
@@ -50,6 +51,15 @@ fn main() -> ExitCode {
             }
         },
         Some("loadgen") => net::loadgen_main(&args[1..]),
+        Some("bench") if args.get(1).map(String::as_str) == Some("idle") => {
+            match idle::bench(&args[2..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("xtask bench idle: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some("bench") => match bench(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -73,7 +83,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask bench [--quick] [FILTER] | cargo xtask bench net [--quick] | \
+                "usage: cargo xtask bench [--quick] [FILTER] | cargo xtask bench net [--quick] | cargo xtask bench idle [N] | \
                  cargo xtask layers | cargo xtask soak [--minutes N] [--seconds N] [--seed S]"
             );
             ExitCode::from(2)

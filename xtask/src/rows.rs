@@ -97,6 +97,11 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "scheduler: spawn + join, warm pool, 2 workers",
     ),
     (
+        "sched/wake_compacted",
+        "",
+        "compacted coroutine (~1 KiB image): wake (restore) + run to its next park (compact)",
+    ),
+    (
         "channel/pingpong_1_worker",
         "",
         "channels: ping-pong of two coroutines over two rendezvous channels, one worker (per round trip)",
@@ -373,6 +378,13 @@ pub const TARGETS: &[(&str, Target)] = &[
         Target {
             conds: &[Cond::AtMost(20.0)],
             text: "≤ 20 ns",
+        },
+    ),
+    (
+        "sched/wake_compacted",
+        Target {
+            conds: &[Cond::AtMost(1000.0)],
+            text: "≤ 1 µs",
         },
     ),
     (

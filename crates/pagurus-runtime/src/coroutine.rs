@@ -205,6 +205,11 @@ impl Context {
         self.slot.span()
     }
 
+    /// Usable bytes of the coroutine's stack, if it has one.
+    pub(crate) fn stack_size(&self) -> Option<usize> {
+        self.slot.size()
+    }
+
     /// The saved stack pointer of the suspended coroutine. Async-signal-safe.
     pub(crate) fn saved_sp(&self) -> usize {
         self.saved_sp.get() as usize
@@ -304,7 +309,21 @@ impl Context {
         unsafe { self.slot.replace(new) }
     }
 
-    /// Takes the stack back once the coroutine is done (or will never run again).
+    /// Gives a compacted coroutine its stack again, after a mover copied its image into `new`;
+    /// `saved_sp` is the adjusted saved stack pointer. Not counted as a growth.
+    ///
+    /// # Safety
+    /// The coroutine must be suspended without a stack (taken by a compaction), not pinned, and
+    /// its whole live image must have been copied into `new`, with `saved_sp` pointing at the
+    /// same place in the copy as the old one did in the original.
+    pub(crate) unsafe fn restore_stack(&self, new: Stack, saved_sp: usize) {
+        debug_assert_eq!(self.pins(), 0);
+        self.saved_sp.set(saved_sp as *mut u8);
+        self.slot.install(new);
+    }
+
+    /// Takes the stack back once the coroutine is done (or will never run again), or while it is
+    /// parked to compact it (`grow::compact`).
     pub(crate) fn take_stack(&self) -> Option<Stack> {
         self.slot.take()
     }

@@ -161,8 +161,22 @@ pub(crate) fn stack_alloc_failed(size: usize, errno: i32) -> ! {
         let _ = writeln!(
             buf,
             "pagurus: cannot map a {size}-byte coroutine stack (os error {errno}). Check \
-             `ulimit -v`, memory overcommit settings and vm.max_map_count (each stack uses two \
-             mappings)."
+             `ulimit -v`, memory overcommit settings and vm.max_map_count."
+        );
+    })
+}
+
+/// A new stack mapping would come too close to `vm.max_map_count` (the per-stack fallback of
+/// kernels without guard markers). Async-signal-safe.
+pub(crate) fn map_count_exhausted(live: usize, limit: usize) -> ! {
+    report_safe(|buf| {
+        let _ = writeln!(
+            buf,
+            "pagurus: cannot map another coroutine stack: {live} stacks already use two of the \
+             kernel's vm.max_map_count = {limit} mappings each, and the rest is kept for the \
+             process (this kernel has no MADV_GUARD_INSTALL, Linux 6.13+, so each stack is its \
+             own mapping). Raise the limit (sysctl -w vm.max_map_count=N) or run fewer \
+             coroutines at once."
         );
     })
 }

@@ -16,10 +16,10 @@
 //!   7  offload                         calls lent to a thread pool
 //!   6  sched | raw                     runtime, workers, tasks, joins, taking dumps | hand-driven coroutines
 //!   5  dump                            what a coroutine dump holds, its text, symbolisation
-//!   4  grow                            the mover, fault path, frame walk, quarantine
+//!   4  grow                            the mover, fault path, frame walk, quarantine, compaction
 //!   3  coroutine                       contexts, resume/suspend, the pin count
-//!   2  stack                           mappings, pools, system stacks, the running stack slot
-//!   1  stats | fatal | ffi_mode        counters | abort messages | the foreign-call Mode
+//!   2  stack                           arenas, mappings, pools, system stacks, the running stack slot
+//!   1  stats | fatal | env | ffi_mode  counters | abort messages | PAGURUS_* switches | the foreign-call Mode
 //!   0  arch | loom                     context switch, registers, frame layout, page size |
 //!                                      atomics, Arc, Mutex: std's, or loom's under cfg(loom)
 //! ```
@@ -43,6 +43,8 @@ pub mod channel;
 mod coroutine;
 #[cfg(not(loom))]
 mod dump;
+#[cfg(not(loom))]
+mod env;
 #[cfg(not(loom))]
 mod fatal;
 #[cfg(not(loom))]
@@ -77,7 +79,7 @@ pub use dump::{CoroutineSnapshot, CoroutineState, Dump, Frame, SpawnSite, StackI
 #[cfg(not(loom))]
 pub use sched::{Builder, JoinHandle, MAX_WORKERS, Runtime, dump, run, spawn, yield_now};
 #[cfg(not(loom))]
-pub use stats::{Stats, stats};
+pub use stats::{StackGuards, Stats, stats};
 
 /// Under loom: the task's run and join words, and the worker's sleep/wake handshake.
 #[cfg(all(loom, test))]

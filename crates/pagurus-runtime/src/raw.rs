@@ -119,6 +119,7 @@ impl<'a> Coroutine<'a> {
         validate_stack_size("stack_size", stack_size)?;
         let quarantine = quarantine::default_enabled()?;
         fault::prepare_thread();
+        crate::stack::prepare()?;
         let stack = Stack::new(stack_size)?;
         let inner = Box::new(Inner {
             ctx: Context::new(run_body),

@@ -120,9 +120,11 @@ impl fmt::Display for CoroutineState {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StackInfo {
-    /// Usable bytes of its stack now.
+    /// Usable bytes of its stack now; 0 while it is compacted (parked, its live bytes in a heap
+    /// image and no stack held: see `Builder::parked_stack_budget`).
     pub size: usize,
-    /// Bytes in use: from the saved stack pointer to the top (0 for a running coroutine).
+    /// Bytes in use: from the saved stack pointer to the top (0 for a running coroutine; the
+    /// image's size for a compacted one).
     pub used: usize,
     /// Times it moved to a larger stack.
     pub growths: u64,
@@ -346,11 +348,15 @@ impl fmt::Display for CoroutineSnapshot {
             None => f.write_str(", block_on thread")?,
         }
         let s = &self.stack;
-        write!(
-            f,
-            ", stack {} ({} used, {} growth",
-            s.size, s.used, s.growths
-        )?;
+        if s.size == 0 && s.used != 0 {
+            write!(f, ", compacted ({} used, {} growth", s.used, s.growths)?;
+        } else {
+            write!(
+                f,
+                ", stack {} ({} used, {} growth",
+                s.size, s.used, s.growths
+            )?;
+        }
         writeln!(f, "{})", if s.growths == 1 { "" } else { "s" })?;
         for frame in &self.frames {
             f.write_str("  ")?;

@@ -8,6 +8,7 @@
 //!   frame the switch left at `saved_sp`, or the signal frame) and the lowest address it is about
 //!   to use.
 //! - `relocate`: the copy-and-adjust engine, on plain memory.
+//! - `compact`: parked stacks copied to the heap and back (restored through the same engine).
 //! - `frames`: allocation-free DWARF frame walking over the loaded objects' `.eh_frame`.
 //! - `quarantine`: old stacks kept inaccessible to catch stale pointers; `symbol`: names for code
 //!   addresses in fatal reports.
@@ -37,6 +38,7 @@
 //! pool through the pool the worker registered with `stack` and learns the coroutine's id from
 //! its context, so it knows nothing of the scheduler.
 
+pub(crate) mod compact;
 pub(crate) mod fault;
 pub(crate) mod frames;
 pub(crate) mod quarantine;
@@ -52,7 +54,7 @@ use relocate::Move;
 use crate::arch::{PAGE_SIZE, SignalContext};
 use crate::coroutine::Context;
 use crate::fatal::{self, Who};
-use crate::stack::{self, Span};
+use crate::stack::{self, Placement, Span};
 use crate::stats;
 
 /// What the explicit path adds below `saved_sp - request`: the frames between `ensure`'s caller
@@ -152,14 +154,31 @@ pub(crate) fn move_stack(ctx: &Context, stopped: Stopped<'_>) -> Option<Moved> {
         Err(failure) => fatal::unwalkable(who, &failure, |out| symbol::describe(failure.pc(), out)),
     };
     let mut lowest = stopped.lowest;
-    // A probe loop computes its CFA from the register holding the frame's lower bound: that is
-    // where the frame will end, possibly far below the fault, and below the guard region too
-    // when the frame is larger than the guard. The walk checked that the CFA computed from it
-    // lies in the stack, so the bound is at most one frame (as its CFI describes it) below.
-    let frame_bound = (walked.first_cfa_reg != frames::SP)
-        .then(|| stopped.walk_from.get(walked.first_cfa_reg))
-        .flatten()
-        .filter(|&bound| bound < old.bottom);
+    // A probe loop keeps the frame's lower bound in a register: that is where the frame will
+    // end, possibly far below the fault, and below the guard region too when the frame is larger
+    // than the guard. Without a frame pointer the loop's CFI computes the CFA from that register
+    // (the walk checked that the CFA computed from it lies in the stack, so the bound is at most
+    // one frame, as its CFI describes it, below). A frame that realigns its stack for an
+    // over-aligned local has an `rbp`-based CFA instead; then the faulting instruction itself
+    // tells (`arch::dwarf::probe_loop_bound`).
+    let below = |reg: u16| {
+        stopped
+            .walk_from
+            .get(reg)
+            .filter(|&bound| bound < old.bottom && bound <= stopped.sp)
+    };
+    let bound_reg = if walked.first_cfa_reg != frames::SP && below(walked.first_cfa_reg).is_some() {
+        Some(walked.first_cfa_reg)
+    } else if stopped.signal_frame
+        && let Some(pc) = stopped.walk_from.get(frames::RA)
+    {
+        // SAFETY: `pc` is the faulting instruction of the interrupted code, whose bytes (and the
+        // loop's compare after them) are mapped code.
+        unsafe { crate::arch::dwarf::probe_loop_bound(pc) }.filter(|&reg| below(reg).is_some())
+    } else {
+        None
+    };
+    let frame_bound = bound_reg.and_then(below);
     if let Some(bound) = frame_bound {
         lowest = lowest.min(bound);
     }
@@ -171,7 +190,7 @@ pub(crate) fn move_stack(ctx: &Context, stopped: Stopped<'_>) -> Option<Moved> {
         Some(size) if size <= ctx.max_size() => size,
         _ => fatal::limit_exceeded(who, old.size(), needed, ctx.max_size()),
     };
-    let new = match stack::take(size) {
+    let new = match stack::take(size, Placement::for_move(old, size)) {
         Ok(new) => new,
         Err(err) => fatal::grow_map_failed(who, size, err.raw_os_error().unwrap_or(0)),
     };
@@ -185,8 +204,10 @@ pub(crate) fn move_stack(ctx: &Context, stopped: Stopped<'_>) -> Option<Moved> {
         moved.adjust_words(registers.general_registers());
         // A bound below the guard is outside what `adjust` moves (values there may be anything
         // else); this one register is known to be the frame's bound, so it follows the stack.
-        if let Some(bound) = frame_bound.filter(|&bound| bound < old.guard_start) {
-            registers.set_register(walked.first_cfa_reg, bound.wrapping_add(moved.delta()));
+        if let (Some(reg), Some(bound)) = (bound_reg, frame_bound)
+            && bound < old.guard_start
+        {
+            registers.set_register(reg, bound.wrapping_add(moved.delta()));
         }
         registers.for_each_vector_register_range(|lanes| moved.adjust_lanes(lanes));
     }

@@ -47,29 +47,15 @@ static SLOTS: [Slot; CAPACITY] = [const {
 }; CAPACITY];
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// The accepted values of `PAGURUS_STACK_QUARANTINE` (case and surrounding blanks ignored).
-const ACCEPTED: &str = "1, 0, true, false, on, off";
-
 /// The quarantine default: `PAGURUS_STACK_QUARANTINE` if set, else on in debug builds. A value
-/// that is not one of [`ACCEPTED`] is an `InvalidInput` error naming the variable and listing
+/// that is not one of `env::ACCEPTED` is an `InvalidInput` error naming the variable and listing
 /// them (it used to run as if unset).
 pub(crate) fn default_enabled() -> io::Result<bool> {
-    const VAR: &str = "PAGURUS_STACK_QUARANTINE";
-    let bad = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{VAR} is {what}: expected one of {ACCEPTED} (unset: on in debug builds)"),
-        )
-    };
-    match std::env::var(VAR) {
-        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "on" => Ok(true),
-            "0" | "false" | "off" => Ok(false),
-            _ => Err(bad(&format!("{value:?}"))),
-        },
-        Err(std::env::VarError::NotPresent) => Ok(cfg!(debug_assertions)),
-        Err(std::env::VarError::NotUnicode(_)) => Err(bad("not valid UTF-8")),
-    }
+    crate::env::flag(
+        "PAGURUS_STACK_QUARANTINE",
+        cfg!(debug_assertions),
+        "on in debug builds",
+    )
 }
 
 /// Quarantines the stack a coroutine (`id`, 0 for raw) just moved out of, evicting (unmapping)
@@ -96,7 +82,7 @@ pub(crate) fn admit(stack: Stack, id: u64) {
     if old_len != 0 {
         // SAFETY: the evicted range was a whole stack mapping given to us by `into_raw`, and no
         // one else unmaps it.
-        unsafe { Stack::unmap_raw(old_start, old_len) };
+        unsafe { Stack::unmap_raw(old_start, old_len, old_size) };
         stats::quarantined_stack_unmapped(old_size);
     }
 }

@@ -103,6 +103,25 @@ impl Move {
         }
         n * WORD
     }
+
+    /// Like [`Move::copy_and_adjust`], from a copy of `[from, old.top)` taken earlier (a
+    /// compacted stack, see `compact`) instead of the old stack itself: `image` yields its words
+    /// in order. Returns the bytes copied.
+    ///
+    /// # Safety
+    /// `image` yields at most the `self.bytes() / WORD` words of `[from, old.top)`, and
+    /// `[from + delta, new_top)` is writable and word-aligned.
+    pub(crate) unsafe fn copy_image(&self, image: impl Iterator<Item = usize>) -> usize {
+        let dst = self.from.wrapping_add(self.delta()) as *mut usize;
+        let words = self.bytes() / WORD;
+        let mut n = 0;
+        for word in image.take(words) {
+            // SAFETY: n < words keeps the write inside the range the caller vouched for.
+            unsafe { dst.add(n).write(self.adjust(word)) };
+            n += 1;
+        }
+        n * WORD
+    }
 }
 
 #[cfg(test)]

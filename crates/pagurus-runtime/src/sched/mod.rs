@@ -28,6 +28,7 @@ mod dump_signal;
 mod idle;
 pub(crate) mod netpoll;
 pub(crate) mod park;
+mod sizing;
 mod snapshot;
 mod state;
 mod task;
@@ -67,6 +68,11 @@ pub(crate) struct Config {
     pub(crate) max_stack_size: usize,
     pub(crate) stack_pool_bytes: usize,
     pub(crate) stack_quarantine: bool,
+    /// Usable stack bytes a worker's parked coroutines may hold before the next one to park is
+    /// compacted; `usize::MAX` turns compaction off.
+    pub(crate) parked_stack_budget: usize,
+    /// Whether spawn sites learn their coroutines' start size (`sched/sizing.rs`).
+    pub(crate) adaptive_stacks: bool,
 }
 
 impl Config {
@@ -164,6 +170,8 @@ pub struct Builder {
     stack_quarantine: Option<bool>,
     ffi_mode: Option<Mode>,
     dump_signal: Option<Option<libc::c_int>>,
+    parked_stack_budget: Option<usize>,
+    adaptive_stacks: Option<bool>,
 }
 
 impl Default for Builder {
@@ -176,6 +184,8 @@ impl Default for Builder {
             stack_quarantine: None,
             ffi_mode: None,
             dump_signal: None,
+            parked_stack_budget: None,
+            adaptive_stacks: None,
         }
     }
 }
@@ -217,6 +227,67 @@ impl Builder {
     /// and any other value makes `build` fail with `InvalidInput`.
     pub fn stack_quarantine(mut self, on: bool) -> Builder {
         self.stack_quarantine = Some(on);
+        self
+    }
+
+    /// Usable stack bytes each worker's parked coroutines may hold. When a coroutine parks and
+    /// the stacks of its worker's parked coroutines already add up to this, its live bytes are
+    /// copied into an exactly sized heap buffer and its stack is given back (it is **compacted**;
+    /// it gets a stack again, possibly a smaller one, when it is woken). 0 compacts every parked
+    /// coroutine. Default: 16 MiB, or the `PAGURUS_PARKED_STACK_BUDGET` environment variable
+    /// (bytes, or `off`). See [`Builder::compaction`] to turn it off.
+    ///
+    /// ```
+    /// # use pagurus_runtime as pagurus;
+    /// let rt = pagurus::Runtime::builder().parked_stack_budget(0).build().unwrap();
+    /// let before = pagurus::stats().compactions;
+    /// rt.block_on(|| pagurus::time::sleep(std::time::Duration::from_millis(1)));
+    /// assert!(pagurus::stats().compactions > before);
+    /// ```
+    pub fn parked_stack_budget(mut self, bytes: usize) -> Builder {
+        self.parked_stack_budget = Some(bytes);
+        self
+    }
+
+    /// Whether a spawn site whose coroutines keep growing starts its next ones on the size they
+    /// grew to (learned per worker and per `spawn` call, at most 256 KiB; every 64th coroutine
+    /// of such a site starts small again to see whether the site still needs it). Default: on,
+    /// or the `PAGURUS_ADAPTIVE_STACKS` environment variable (`1`, `0`, `true`, `false`, `on`,
+    /// `off`). `stats().adaptive_starts` counts the coroutines that started larger.
+    ///
+    /// ```
+    /// # use pagurus_runtime as pagurus;
+    /// let rt = pagurus::Runtime::builder().adaptive_stack_size(false).build().unwrap();
+    /// let sizes: Vec<usize> = rt.block_on(|| {
+    ///     (0..8)
+    ///         .map(|_| {
+    ///             pagurus::spawn(|| {
+    ///                 let start = pagurus::stack::current().unwrap().size;
+    ///                 pagurus::stack::ensure(32 << 10); // needs 32 KiB every time
+    ///                 start
+    ///             })
+    ///             .join()
+    ///             .unwrap()
+    ///         })
+    ///         .collect()
+    /// });
+    /// assert!(sizes.iter().all(|&s| s == 4096), "always the initial size: {sizes:?}");
+    /// ```
+    pub fn adaptive_stack_size(mut self, on: bool) -> Builder {
+        self.adaptive_stacks = Some(on);
+        self
+    }
+
+    /// Whether parked coroutines may be compacted at all (see
+    /// [`Builder::parked_stack_budget`]); `false` keeps every parked coroutine on its stack.
+    pub fn compaction(mut self, on: bool) -> Builder {
+        self.parked_stack_budget = Some(if on {
+            self.parked_stack_budget
+                .filter(|&b| b != usize::MAX)
+                .unwrap_or(DEFAULT_PARKED_STACK_BUDGET)
+        } else {
+            usize::MAX
+        });
         self
     }
 
@@ -298,10 +369,19 @@ impl Builder {
             max_stack_size: self.max_stack_size,
             stack_pool_bytes: self.stack_pool_bytes,
             stack_quarantine,
+            parked_stack_budget: match self.parked_stack_budget {
+                Some(bytes) => bytes,
+                None => parked_stack_budget_from_env()?,
+            },
+            adaptive_stacks: match self.adaptive_stacks {
+                Some(on) => on,
+                None => crate::env::flag("PAGURUS_ADAPTIVE_STACKS", true, "on")?,
+            },
         };
         // Code loaded since the last runtime started needs its unwind information known before
         // a coroutine may grow through its frames (the fault handler cannot look it up).
         crate::grow::frames::refresh_objects();
+        crate::stack::prepare()?;
         let deques: Vec<Deque<TaskRef>> = (0..workers).map(|_| Deque::new_fifo()).collect();
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..workers)
             .map(|_| crossbeam_channel::unbounded::<Msg>())
@@ -352,6 +432,28 @@ impl Builder {
         }
         tracing::debug!(workers, ?config, "runtime started");
         Ok(runtime)
+    }
+}
+
+/// Parked-stack budget per worker when neither the builder nor the environment says: 16 MiB.
+const DEFAULT_PARKED_STACK_BUDGET: usize = 16 << 20;
+
+/// `PAGURUS_PARKED_STACK_BUDGET`: bytes, or `off`; the default when unset.
+fn parked_stack_budget_from_env() -> io::Result<usize> {
+    const VAR: &str = "PAGURUS_PARKED_STACK_BUDGET";
+    match std::env::var(VAR) {
+        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_PARKED_STACK_BUDGET),
+        Ok(v) if v.trim().eq_ignore_ascii_case("off") => Ok(usize::MAX),
+        Ok(v) => v.trim().parse::<usize>().map_err(|_| {
+            invalid(
+                VAR,
+                &format!("must be a number of bytes or `off`, got {v:?}"),
+            )
+        }),
+        Err(std::env::VarError::NotUnicode(_)) => Err(invalid(
+            VAR,
+            "is not valid UTF-8: expected a number of bytes or `off`",
+        )),
     }
 }
 

@@ -85,6 +85,7 @@ impl Unparker {
     }
 
     /// Wakes the waiter, or leaves it a permit if it is not parked.
+    #[inline]
     pub(crate) fn unpark(&self) {
         match &self.inner {
             Inner::Task(task) => wake(task),
@@ -206,6 +207,7 @@ fn park_coroutine(reason: WaitReason) -> Parked {
 ///
 /// Where a coroutine cannot park (on the system stack, in a raw coroutine), as
 /// [`Unparker::current`] does.
+#[inline]
 pub(crate) fn take_cached_waiter() -> Option<CachedWaiter> {
     let core = WorkerCore::current()?;
     super::scheduled_context(BLOCKING_CALL);

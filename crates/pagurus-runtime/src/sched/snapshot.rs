@@ -212,18 +212,18 @@ fn answer(index: Option<usize>, live: &Slab<TaskRef>, sites: &SiteTable, ticket:
         };
         let ctx = &header.ctx;
         let span = ctx.span();
-        let sp = ctx.saved_sp();
         let start = raw.pcs.len();
         let mut used = 0;
-        if let Some(span) = span
-            && !dumper
-            && (span.bottom..span.top).contains(&sp)
-        {
-            used = span.top - sp;
+        let pcs = &mut raw.pcs;
+        // Walks a suspended stack from its saved stack pointer, keeping the return addresses.
+        let mut walk = |span: crate::stack::Span, sp: usize| {
+            if !(span.bottom..span.top).contains(&sp) {
+                return;
+            }
             // SAFETY: the coroutine is suspended (this worker runs none of its coroutines now),
-            // so `sp` is its saved stack pointer with the switch's frame above it.
+            // so `sp` is its saved stack pointer with the switch's frame above it (or the same
+            // place in a scratch copy of its stack).
             let regs = unsafe { Regs::suspended(sp) };
-            let pcs = &mut raw.pcs;
             let mut each = |frame: &frames::Frame, _: &Regs| {
                 pcs.push(frame.pc);
                 if pcs.len() - start >= MAX_DUMP_FRAMES {
@@ -232,12 +232,28 @@ fn answer(index: Option<usize>, live: &Slab<TaskRef>, sites: &SiteTable, ticket:
                     ControlFlow::Continue(())
                 }
             };
-            // SAFETY: [bottom, top) of a coroutine's stack is mapped and readable, and only this
-            // thread could move or free it, which it does not do while it walks. A failed walk
-            // keeps the frames found before the failure.
+            // SAFETY: [bottom, top) of a coroutine's stack (or of the scratch copy) is mapped and
+            // readable, and only this thread could move or free it, which it does not do while
+            // it walks. A failed walk keeps the frames found before the failure.
             let _ = unsafe {
                 frames::walk(&regs, false, Bounds::new(span.bottom, span.top), &mut each)
             };
+        };
+        if dumper {
+            // The caller of `dump`: reported as running, without frames.
+        } else if let Some(span) = span {
+            let sp = ctx.saved_sp();
+            if (span.bottom..span.top).contains(&sp) {
+                used = span.top - sp;
+            }
+            walk(span, sp);
+        } else if let Some(image) = header.image.take() {
+            // Compacted: its frames are in the heap image; walk a scratch copy.
+            used = image.used();
+            // SAFETY: the image came from `compact` of this context, which has not run since:
+            // only this worker resumes it, and it is answering a dump now.
+            unsafe { crate::grow::compact::with_scratch_copy(ctx, &image, &mut walk) };
+            header.image.set(Some(image));
         }
         raw.add_site(SpawnSite {
             location: header.spawned_at,

@@ -69,6 +69,16 @@ pub(crate) struct Header {
     /// Home-thread only: the task's `tracing` span, made when it starts if a subscriber wants
     /// it, and entered around each resume.
     pub(crate) span: std::cell::OnceCell<Box<tracing::Span>>,
+    /// Home-thread only: the stack image of a compacted parked coroutine (see `grow::compact`).
+    pub(crate) image: Cell<Option<crate::grow::compact::Image>>,
+    /// Home-thread only: the usable bytes of the stack this parked coroutine holds, counted in
+    /// its worker's parked-stack total (0 when not counted).
+    pub(crate) parked_bytes: Cell<usize>,
+    /// Home-thread only: counted among its worker's parked coroutines.
+    pub(crate) parked: Cell<bool>,
+    /// Home-thread only: its start size came from its spawn site's learned size (or a probe of
+    /// it), so its finish teaches the site something (`sched/sizing.rs`).
+    pub(crate) sized: Cell<bool>,
 }
 
 /// What [`Header::waiter_cache`] holds: the primitive's own type, behind `Any` (primitives live
@@ -92,6 +102,10 @@ impl Header {
             spawned_at: std::panic::Location::caller(),
             parked_since: Cell::new(0),
             span: std::cell::OnceCell::new(),
+            image: Cell::new(None),
+            parked_bytes: Cell::new(0),
+            parked: Cell::new(false),
+            sized: Cell::new(false),
         }
     }
 

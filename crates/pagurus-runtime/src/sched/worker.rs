@@ -44,10 +44,11 @@ use super::Shared;
 use super::idle::PollGate;
 use super::netpoll::IoDriver;
 use super::park::Unparker;
+use super::sizing::Start;
 use super::task::{Header, Task, TaskRef};
 use super::timer::{TimerKey, Timers};
 use crate::coroutine::{CANCEL, CANCEL_ATTEMPTS, Context, RESUME, Suspend};
-use crate::stack::{self, StackPool, on_system_stack};
+use crate::stack::{self, Placement, StackPool, on_system_stack};
 use crate::{fatal, ffi_mode, stats};
 
 /// How often a busy worker looks at its inbox, its stealable deque and the global injector before
@@ -142,6 +143,7 @@ impl WorkerHandle {
 }
 
 /// Queues a woken task on its home worker.
+#[inline]
 pub(crate) fn schedule_woken(home: &Arc<WorkerHandle>, task: TaskRef) {
     match WorkerCore::current() {
         Some(core) if Arc::ptr_eq(&core.handle, home) => core.local.borrow_mut().push_back(task),
@@ -166,6 +168,13 @@ pub(crate) struct WorkerCore {
     deque: Option<Deque<TaskRef>>,
     lifo: Cell<Option<TaskRef>>,
     local: RefCell<VecDeque<TaskRef>>,
+    /// Usable bytes of the stacks this worker's parked coroutines hold (compacted ones hold
+    /// none); compared with `Config::parked_stack_budget` at each park.
+    parked_bytes: Cell<usize>,
+    /// Coroutines of this worker parked now (published in `stats`).
+    parked_count: Cell<u64>,
+    /// Learned start sizes per spawn site.
+    start_sizes: RefCell<super::sizing::StartSizes>,
     /// Started, unfinished coroutines of this worker: the ones shutdown must cancel.
     pub(super) live: RefCell<Slab<TaskRef>>,
     /// Stack growth of finished coroutines by spawn site (for dumps).
@@ -216,6 +225,9 @@ impl WorkerCore {
             deque,
             lifo: Cell::new(None),
             local: RefCell::new(VecDeque::new()),
+            parked_bytes: Cell::new(0),
+            parked_count: Cell::new(0),
+            start_sizes: RefCell::default(),
             live: RefCell::new(Slab::new()),
             sites: RefCell::default(),
             pool: RefCell::new(pool),
@@ -448,6 +460,7 @@ impl WorkerCore {
                         if !self.local.borrow().is_empty() {
                             continue;
                         }
+                        self.publish_parked();
                         self.idle_wait(deadline);
                     };
                 }
@@ -463,7 +476,15 @@ impl WorkerCore {
         // Only shutdown resumes a task that is not active: to cancel it where it parked.
         header.state.reactivate();
         if !header.ctx.has_stack() {
-            self.start(&task);
+            // A parked coroutine without a stack was compacted; any other one never started.
+            if header.parked.get() {
+                self.restore(header);
+            } else {
+                self.start(&task);
+            }
+        }
+        if header.parked.replace(false) {
+            self.unparked(header);
         }
         self.current_ctx.set(&header.ctx);
         self.current
@@ -498,21 +519,95 @@ impl WorkerCore {
         self.current.set(None);
         self.current_ctx.set(std::ptr::null());
         header.ctx.report_growths();
-        if reason == Suspend::Done {
-            self.finish(&task);
+        match reason {
+            Suspend::Done => self.finish(&task),
+            Suspend::Park => self.parked(header),
+            _ => {}
         }
         (task, reason)
+    }
+
+    /// Counts the stack of a coroutine that just parked against the worker's parked-stack
+    /// budget, or compacts it when the budget is spent (see `grow::compact`).
+    #[inline]
+    fn parked(&self, header: &Header) {
+        header.parked.set(true);
+        self.parked_count.set(self.parked_count.get() + 1);
+        if let Some(size) = header.ctx.stack_size() {
+            let total = self.parked_bytes.get() + size;
+            if total <= self.shared.config.parked_stack_budget {
+                self.parked_bytes.set(total);
+                header.parked_bytes.set(size);
+            } else {
+                self.compact(header);
+            }
+        }
+    }
+
+    /// Publishes the parked coroutines' count and stack bytes in `stats` (at every tick of the
+    /// fairness counter and before the worker sleeps, not at every park: a gauge a busy worker
+    /// updates every few dozen coroutines).
+    fn publish_parked(&self) {
+        self.stats
+            .parked(self.parked_count.get(), self.parked_bytes.get());
+    }
+
+    /// Undoes [`WorkerCore::parked`] for a coroutine about to run again.
+    #[inline]
+    fn unparked(&self, header: &Header) {
+        self.parked_count.set(self.parked_count.get() - 1);
+        let bytes = header.parked_bytes.replace(0);
+        self.parked_bytes.set(self.parked_bytes.get() - bytes);
+    }
+
+    #[inline(never)]
+    fn compact(&self, header: &Header) {
+        // SAFETY: the coroutine just parked on this worker, which alone resumes it, and does so
+        // only through `run_task`, which restores it first.
+        if let Some(image) = unsafe { crate::grow::compact::compact(&header.ctx) } {
+            header.image.set(Some(image));
+        }
+    }
+
+    /// Gives a compacted coroutine a stack again (see `grow::compact`).
+    #[cold]
+    #[inline(never)]
+    fn restore(&self, header: &Header) {
+        let image = header
+            .image
+            .take()
+            .expect("a parked coroutine without a stack holds its image");
+        // SAFETY: the image was taken from this context by `compact`, and it has not run since: a
+        // compacted task runs only through `run_task`, which restores it first.
+        unsafe {
+            crate::grow::compact::restore(&header.ctx, image, self.shared.config.initial_stack_size)
+        };
     }
 
     /// First run of a task on this worker: give it a stack and record it as live.
     #[inline(never)]
     fn start(&self, task: &TaskRef) {
         let header = task.header();
-        let size = self.shared.config.initial_stack_size;
-        let stack =
-            self.pool.borrow_mut().take(size).unwrap_or_else(|err| {
-                fatal::stack_alloc_failed(size, err.raw_os_error().unwrap_or(0))
-            });
+        let config = &self.shared.config;
+        let mut size = config.initial_stack_size;
+        if config.adaptive_stacks {
+            let start;
+            (size, start) = self
+                .start_sizes
+                .borrow_mut()
+                .start_size(header.spawned_at, size);
+            if start != Start::Default {
+                header.sized.set(true);
+                if start == Start::Learned {
+                    self.stats.adaptive_start();
+                }
+            }
+        }
+        let stack = self
+            .pool
+            .borrow_mut()
+            .take(size, Placement::ANY)
+            .unwrap_or_else(|err| fatal::stack_alloc_failed(size, err.raw_os_error().unwrap_or(0)));
         let data = Arc::as_ptr(task) as *const ();
         // SAFETY: the context lives inside the task's Arc allocation, which does not move and is
         // kept alive by `live` until the coroutine is done; `data` is the TaskCell its body
@@ -536,6 +631,16 @@ impl WorkerCore {
         header.state.finish();
         // The cached waiter refers to the task: break the cycle.
         drop(header.waiter_cache.take());
+        let ctx = &header.ctx;
+        // Only a coroutine that grew, or that its site's learned size chose, teaches anything.
+        if self.shared.config.adaptive_stacks && (ctx.growths() != 0 || header.sized.get()) {
+            self.start_sizes.borrow_mut().finished(
+                header.spawned_at,
+                ctx.growths() != 0,
+                || ctx.stack_size().unwrap_or(0),
+                self.shared.config.initial_stack_size,
+            );
+        }
         if let Some(stack) = header.ctx.take_stack() {
             self.pool.borrow_mut().give_back(stack);
         }
@@ -606,6 +711,7 @@ impl WorkerCore {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick.is_multiple_of(FAIRNESS_TICKS) {
+            self.publish_parked();
             self.fire_timers();
             self.poll_io_now();
             if !self.drain_inbox() {
@@ -657,6 +763,7 @@ impl WorkerCore {
                 self.shared.notify_idle();
                 return Some(task);
             }
+            self.publish_parked();
             if !self.sleep(next_deadline) {
                 return None;
             }

@@ -1,14 +1,14 @@
 //! An anonymous read/write mapping with a PROT_NONE guard region below it: the memory of every
 //! stack the runtime makes (coroutine stacks, system stacks, alternate signal stacks).
 //!
-//! The top of a mapping can be aligned to more than a page ([`Mapping::with_top_align`]):
-//! coroutine stacks use it so that a move keeps every address's residue modulo a large power of
-//! two (see `Stack::new`). The extra address space is reserved only for a moment and trimmed.
+//! The top of a mapping can be placed at a given residue modulo a power of two
+//! ([`Mapping::placed`]): a stack a coroutine moves to must keep its addresses' residues (see
+//! `Placement`). The extra address space is reserved only for a moment and trimmed.
 
 use std::io;
 use std::ptr;
 
-use super::PAGE_SIZE;
+use super::{PAGE_SIZE, Placement};
 
 pub(crate) struct Mapping {
     /// Lowest address (the guard's start).
@@ -27,22 +27,17 @@ impl Mapping {
     /// Maps `size` usable bytes above `guard` bytes of PROT_NONE (both multiples of a page).
     /// Async-signal-safe (system calls only).
     pub(crate) fn new(size: usize, guard: usize) -> io::Result<Mapping> {
-        Mapping::with_top_align(size, guard, PAGE_SIZE)
+        Mapping::placed(size, guard, Placement::ANY)
     }
 
-    /// [`Mapping::new`] with the top (one past the highest usable byte) a multiple of
-    /// `top_align`, a power of two of at least a page. Async-signal-safe.
-    pub(crate) fn with_top_align(
-        size: usize,
-        guard: usize,
-        top_align: usize,
-    ) -> io::Result<Mapping> {
-        debug_assert!(top_align.is_power_of_two() && top_align >= PAGE_SIZE);
+    /// [`Mapping::new`] with the top (one past the highest usable byte) where `placement` asks.
+    /// Async-signal-safe.
+    pub(crate) fn placed(size: usize, guard: usize, placement: Placement) -> io::Result<Mapping> {
+        let Placement { modulus, residue } = placement;
+        debug_assert!(modulus.is_power_of_two() && modulus >= PAGE_SIZE && residue < modulus);
         let overflow = || io::Error::new(io::ErrorKind::InvalidInput, "stack size overflows");
         let len = size.checked_add(guard).ok_or_else(overflow)?;
-        let total = len
-            .checked_add(top_align - PAGE_SIZE)
-            .ok_or_else(overflow)?;
+        let total = len.checked_add(modulus - PAGE_SIZE).ok_or_else(overflow)?;
         // MAP_STACK documents the intent (and keeps transparent huge pages off small stacks on
         // recent kernels); MAP_NORESERVE keeps the guard from being charged against overcommit.
         // SAFETY: a fresh anonymous mapping at an address the kernel chooses affects nothing
@@ -61,9 +56,11 @@ impl Mapping {
             return Err(io::Error::last_os_error());
         }
         let base = base as usize;
-        // The highest aligned top inside the reservation; `base + total` is page-aligned, so it is
-        // at most `top_align - PAGE_SIZE` lower, which leaves `len` bytes below it.
-        let top = (base + total) & !(top_align - 1);
+        // The lowest top with the residue asked for that leaves `len` bytes above `base`; both
+        // are page multiples, so it is at most `modulus - PAGE_SIZE` above `base + len`, inside
+        // the reservation.
+        let lowest = base + len;
+        let top = lowest + (residue.wrapping_sub(lowest) & (modulus - 1));
         let start = top - len;
         // SAFETY: both ranges are parts of the reservation just made, which nothing uses yet.
         unsafe {
@@ -97,11 +94,6 @@ impl Mapping {
     /// Lowest usable address.
     pub(crate) fn bottom(&self) -> usize {
         self.top() - self.size
-    }
-
-    /// Usable bytes.
-    pub(crate) fn size(&self) -> usize {
-        self.size
     }
 }
 

@@ -1,16 +1,33 @@
-//! Coroutine stacks: one contiguous mapping per stack, a PROT_NONE guard region below it.
+//! Coroutine stacks: contiguous usable memory with a guard region below it.
 //!
 //! ```text
 //!   high  +---------------------------+  top (16-aligned; the initial frame sits just below)
 //!         |  usable stack (size bytes)|  read/write, grows downwards
 //!         +---------------------------+  bottom
-//!         |  guard (GUARD_SIZE bytes) |  PROT_NONE: any touch faults
-//!   low   +---------------------------+  mapping start
+//!         |  guard                    |  any touch faults
+//!   low   +---------------------------+  guard start
 //! ```
 //!
-//! Every stack is one mapping split by `mprotect` into two VMAs, so each live stack costs two of
-//! the kernel's `vm.max_map_count` (65,530 by default) entries: about 32,000 live stacks is the
-//! ceiling until stacks are carved out of shared arenas.
+//! Where the kernel has guard markers (`MADV_GUARD_INSTALL`, Linux 6.13+), stacks of up to
+//! [`ARENA_MAX_SIZE`] are slots carved out of a few large arena mappings, each under an
+//! [`ARENA_GUARD_SIZE`] guard of page-table markers, so a million stacks cost a handful of the
+//! kernel's `vm.max_map_count` entries. Larger stacks, and every stack on other kernels, are one
+//! mapping each, split by `mprotect` into two VMAs under a [`GUARD_SIZE`] guard; new mappings stop
+//! short of that limit with a message naming it (see `arena`, and [`guards`] for which is in use).
+//!
+//! # Where a stack's top may lie
+//!
+//! A move (growth, or the restore of a compacted stack) shifts every address of the image by
+//! `new.top - old.top`, and the compiler assumes that an over-aligned local it placed stays
+//! aligned. So a moved-to stack is not any stack of the right size: its top must be congruent to
+//! the old top modulo `max(1 MiB, min(old size, new size))` ([`Placement::for_move`]). That keeps
+//! every alignment an object already on the stack may have (it fits in both stacks, so its
+//! alignment is at most the smaller size), and up to 1 MiB for a frame being entered while the
+//! move happens: its realignment was computed in the old addresses, possibly only a few pages
+//! below the stack pointer, so the new stack's size does not bound it. Fresh stacks may lie
+//! anywhere ([`Placement::ANY`]), which is what lets a million of them pack densely; the arena and
+//! the pools keep their free stacks of each size by `top mod 1 MiB`, so a placed request is still
+//! one list lookup.
 //!
 //! # What may point into a stack, and when it may move
 //!
@@ -35,11 +52,15 @@
 //! ([`StackSlot`], [`running`]), and a worker registers its stack pool here ([`pool::register`])
 //! so the fault handler can take and give back stacks without knowing the scheduler.
 
+mod arena;
+mod classes;
 mod mapping;
 mod pool;
 mod running;
 mod system;
 
+pub(crate) use arena::prepare;
+pub use arena::{ARENA_GUARD_SIZE, ARENA_MAX_SIZE, guards};
 pub(crate) use mapping::Mapping;
 pub(crate) use pool::{Registration, StackPool, give_back, register_pool, take};
 pub use running::{StackInfo, current, ensure, remaining};
@@ -55,7 +76,9 @@ use std::io;
 pub use crate::arch::PAGE_SIZE;
 use crate::stats;
 
-/// Size of the PROT_NONE region under every stack.
+/// Size of the PROT_NONE region under every stack that is a mapping of its own (system stacks,
+/// and coroutine stacks on kernels without guard markers; arena stacks use
+/// [`ARENA_GUARD_SIZE`]).
 ///
 /// A fault must land *inside* it to be recognised as an overflow of this stack. Probed frames
 /// (every Rust frame larger than a page) touch the stack a page at a time, so their first touch
@@ -67,14 +90,42 @@ use crate::stats;
 /// 32,000 stacks use 128 GiB of the 128 TiB user address space.
 pub const GUARD_SIZE: usize = 4 << 20;
 
-/// Every coroutine stack's top is a multiple of this (1 MiB) and of its own size, so a move from
-/// one stack to another (a growth) shifts every address by a multiple of 1 MiB and of the old
-/// stack's size: an over-aligned local keeps its alignment across moves, both one that already
-/// lives in the stack (its alignment is at most the old size, since it fits in it) and one whose
-/// frame is being entered when the move happens (its alignment computed in the old stack's
-/// addresses), up to 1 MiB. The padding this needs is address space only, reserved for a moment
-/// when the stack is mapped and then unmapped.
-pub(crate) const TOP_ALIGN: usize = 1 << 20;
+/// The alignment a frame being entered during a move keeps, whatever the stacks' sizes (see
+/// "Where a stack's top may lie" above): 1 MiB.
+pub(crate) const MOVE_ALIGN: usize = 1 << 20;
+
+/// Where a stack's top must lie: `top % modulus == residue`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// A power of two, at least a page.
+    pub(crate) modulus: usize,
+    /// Below `modulus`, a multiple of a page.
+    pub(crate) residue: usize,
+}
+
+impl Placement {
+    /// Anywhere (a fresh stack).
+    pub(crate) const ANY: Placement = Placement {
+        modulus: PAGE_SIZE,
+        residue: 0,
+    };
+
+    /// Where a stack of `new_size` taking the image of the stack `old` must have its top:
+    /// congruent to `old.top` modulo `max(MOVE_ALIGN, min(old size, new_size))` (see the module
+    /// docs). Async-signal-safe.
+    pub(crate) fn for_move(old: Span, new_size: usize) -> Placement {
+        let modulus = old.size().min(new_size).max(MOVE_ALIGN);
+        Placement {
+            modulus,
+            residue: old.top & (modulus - 1),
+        }
+    }
+
+    /// Whether a stack whose top is `top` lies where this placement asks.
+    pub(crate) fn accepts(&self, top: usize) -> bool {
+        top & (self.modulus - 1) == self.residue
+    }
+}
 
 /// The largest size a coroutine's stack may grow to unless the builder says otherwise (raw
 /// coroutines always use it): 1 GiB.
@@ -132,44 +183,99 @@ impl Span {
     }
 }
 
-/// One coroutine stack and its guard region.
+/// Where a stack's memory came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A slot of an arena, under an [`ARENA_GUARD_SIZE`] guard of page-table markers.
+    Arena,
+    /// A mapping of its own, under a [`GUARD_SIZE`] `PROT_NONE` guard (the fallback).
+    Mapped,
+}
+
+/// One coroutine stack and its guard region: a slot of an arena, or (on kernels without guard
+/// markers) a mapping of its own (see `arena`).
 pub(crate) struct Stack {
-    map: Mapping,
+    top: usize,
+    size: usize,
+    kind: Kind,
 }
 
 impl Stack {
-    /// Maps a stack with `size` usable bytes above a [`GUARD_SIZE`] guard. Async-signal-safe
-    /// (`mmap` and `mprotect` are plain system calls; the error is an OS error code).
+    /// A fresh stack with `size` usable bytes above its guard, anywhere ([`Placement::ANY`]).
+    /// See [`Stack::placed`].
+    pub(crate) fn new(size: usize) -> io::Result<Stack> {
+        Stack::placed(size, Placement::ANY)
+    }
+
+    /// A stack with `size` usable bytes above its guard and its top where `placement` asks: a
+    /// slot of an arena (up to [`ARENA_MAX_SIZE`]), or a mapping of its own when arenas are not
+    /// in use (or the stack is larger, or this thread is inside the arena already, or it has no
+    /// room). Async-signal-safe (plain system calls, a spin lock that is never taken twice by a
+    /// thread; the error is an OS error code).
+    ///
+    /// Aborts with a message naming `vm.max_map_count` when a mapping of its own would come too
+    /// close to that limit.
     ///
     /// `size` must be a power of two no smaller than [`PAGE_SIZE`] (checked by
     /// [`validate_stack_size`]).
-    ///
-    /// The top is a multiple of [`TOP_ALIGN`] or of `size`, whichever is larger (see there).
-    pub(crate) fn new(size: usize) -> io::Result<Stack> {
+    pub(crate) fn placed(size: usize, placement: Placement) -> io::Result<Stack> {
         debug_assert!(size.is_power_of_two() && size >= PAGE_SIZE);
-        let map = Mapping::with_top_align(size, GUARD_SIZE, size.max(TOP_ALIGN))?;
+        if size <= ARENA_MAX_SIZE
+            && arena::uses_arenas()
+            && let Some(top) = arena::take(size, placement)
+        {
+            stats::stack_mapped(size);
+            return Ok(Stack {
+                top,
+                size,
+                kind: Kind::Arena,
+            });
+        }
+        arena::admit_mapping();
+        let map = match Mapping::placed(size, GUARD_SIZE, placement) {
+            Ok(map) => map,
+            Err(err) => {
+                arena::mapping_gone();
+                return Err(err);
+            }
+        };
+        let top = map.top();
+        // The stack owns the mapping from here on and unmaps it in `drop`.
+        std::mem::forget(map);
         stats::stack_mapped(size);
-        Ok(Stack { map })
+        Ok(Stack {
+            top,
+            size,
+            kind: Kind::Mapped,
+        })
     }
 
     /// Usable bytes.
     pub(crate) fn size(&self) -> usize {
-        self.map.size()
+        self.size
     }
 
     /// One past the highest usable byte; 16-byte aligned.
     pub(crate) fn top(&self) -> usize {
-        self.map.top()
+        self.top
     }
 
     /// Lowest usable byte.
     pub(crate) fn bottom(&self) -> usize {
-        self.map.bottom()
+        self.top - self.size
+    }
+
+    /// Bytes of guard below the usable part.
+    pub(crate) fn guard_size(&self) -> usize {
+        match self.kind {
+            Kind::Arena => ARENA_GUARD_SIZE,
+            Kind::Mapped => GUARD_SIZE,
+        }
     }
 
     /// Lowest byte of the guard region.
     pub(crate) fn guard_start(&self) -> usize {
-        self.map.start()
+        self.bottom() - self.guard_size()
     }
 
     /// The bounds of the stack. Async-signal-safe.
@@ -187,36 +293,64 @@ impl Stack {
         (self.bottom()..self.top()).contains(&addr)
     }
 
-    /// Gives up ownership of the mapping without unmapping it: `(start, len, size)` of the whole
-    /// mapping (guard included) and the usable size. Its bytes stay counted as reserved in
-    /// `stats` until the new owner accounts for them (the quarantine moves them to its own
-    /// count). Async-signal-safe.
+    /// Gives up ownership of the stack without freeing it: `(start, len, size)` of the whole
+    /// range (guard included) and the usable size. Its bytes stay counted as reserved in `stats`
+    /// until the new owner accounts for them (the quarantine moves them to its own count).
+    /// Async-signal-safe.
     pub(crate) fn into_raw(self) -> (usize, usize, usize) {
         let parts = (
             self.guard_start(),
             self.top() - self.guard_start(),
             self.size(),
         );
-        // Forgetting skips both our Drop and the map's munmap: the mapping lives on, owned by
-        // whoever holds the parts.
+        // Forgetting skips our Drop: the memory lives on, owned by whoever holds the parts.
         std::mem::forget(self);
         parts
     }
 
-    /// Unmaps a mapping given up by [`Stack::into_raw`]; the caller accounts for its bytes in
-    /// `stats`. Async-signal-safe.
+    /// Frees a stack given up by [`Stack::into_raw`], whose whole range may have been made
+    /// `PROT_NONE` meanwhile (quarantine): an arena slot gets its access back and returns to the
+    /// arena, a mapping of its own is unmapped; the caller accounts for its bytes in `stats`.
+    /// Async-signal-safe.
     ///
     /// # Safety
     /// The parts come from `into_raw`, and this is called once for them.
-    pub(crate) unsafe fn unmap_raw(start: usize, len: usize) {
-        // SAFETY: per the contract the range is a whole mapping nobody else owns.
-        unsafe { libc::munmap(start as *mut libc::c_void, len) };
+    pub(crate) unsafe fn unmap_raw(start: usize, len: usize, size: usize) {
+        if arena::contains(start) {
+            // SAFETY: per the contract the range is a whole slot nobody else uses; restoring
+            // read/write access lets the kernel merge it back into its region's VMA, and the
+            // guard markers below the usable part were never removed.
+            unsafe {
+                libc::mprotect(
+                    start as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                );
+                arena::give_back(start + len, size);
+            }
+        } else {
+            // SAFETY: per the contract the range is a whole mapping nobody else owns.
+            unsafe { libc::munmap(start as *mut libc::c_void, len) };
+            arena::mapping_gone();
+        }
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        stats::stack_unmapped(self.size());
+        let (start, len, size) = (self.guard_start(), self.top - self.guard_start(), self.size);
+        match self.kind {
+            // SAFETY: the slot came from `arena::take` and we own it; nobody uses it any more.
+            Kind::Arena => unsafe {
+                arena::give_back(self.top, size);
+            },
+            Kind::Mapped => {
+                // SAFETY: the range is the whole mapping this stack owns.
+                unsafe { libc::munmap(start as *mut libc::c_void, len) };
+                arena::mapping_gone();
+            }
+        }
+        stats::stack_unmapped(size);
     }
 }
 
@@ -239,14 +373,9 @@ mod tests {
         let s = Stack::new(16 * 1024).unwrap();
         assert_eq!(s.size(), 16 * 1024);
         assert_eq!(s.top() % 16, 0);
-        assert_eq!(s.top() % TOP_ALIGN, 0, "tops are aligned for moves");
-        assert_eq!(
-            Stack::new(4 << 20).unwrap().top() % (4 << 20),
-            0,
-            "and to their size"
-        );
         assert_eq!(s.top() - s.bottom(), 16 * 1024);
-        assert_eq!(s.bottom() - s.guard_start(), GUARD_SIZE);
+        assert_eq!(s.bottom() - s.guard_start(), s.guard_size());
+        assert!([GUARD_SIZE, ARENA_GUARD_SIZE].contains(&s.guard_size()));
         let span = s.span();
         assert_eq!(
             (span.guard_start, span.bottom, span.top),
@@ -262,6 +391,70 @@ mod tests {
             // SAFETY: addr is inside the usable, read/write part of a stack we own.
             unsafe { (addr as *mut u64).write_volatile(0xdead_beef) };
         }
+    }
+
+    #[test]
+    fn placed_stacks_lie_where_asked() {
+        // Small (arena slots where the kernel has guard markers) and large (mappings) stacks,
+        // with every kind of residue: the top lands where asked and the stack is usable.
+        for (size, modulus) in [
+            (2 * PAGE_SIZE, MOVE_ALIGN),
+            (64 << 10, MOVE_ALIGN),
+            (1 << 20, MOVE_ALIGN),
+            (2 << 20, MOVE_ALIGN),
+            (8 << 20, 4 << 20),
+        ] {
+            for residue in [0, PAGE_SIZE, modulus - PAGE_SIZE, modulus / 2 + PAGE_SIZE] {
+                let want = Placement {
+                    modulus,
+                    residue: residue % modulus,
+                };
+                let s = Stack::placed(size, want).unwrap();
+                assert!(want.accepts(s.top()), "{size} {want:?}: top {:#x}", s.top());
+                assert_eq!(s.size(), size);
+                // SAFETY: both ends of the usable part of a stack we own.
+                unsafe {
+                    (s.bottom() as *mut u64).write_volatile(1);
+                    ((s.top() - 8) as *mut u64).write_volatile(2);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_move_keeps_the_top_congruent() {
+        let span = |top: usize, size: usize| Span {
+            guard_start: top - size - ARENA_GUARD_SIZE,
+            bottom: top - size,
+            top,
+        };
+        let top = 0x7000_1234_5000;
+        // Modulo 1 MiB, or the smaller of the two sizes when that is larger.
+        assert_eq!(
+            Placement::for_move(span(top, PAGE_SIZE), 8 * PAGE_SIZE),
+            Placement {
+                modulus: MOVE_ALIGN,
+                residue: 0x4_5000
+            }
+        );
+        assert_eq!(
+            Placement::for_move(span(top, PAGE_SIZE), 4 << 20).modulus,
+            MOVE_ALIGN
+        );
+        assert_eq!(
+            Placement::for_move(span(top, 2 << 20), 4 << 20).modulus,
+            2 << 20
+        );
+        // Shrinking: modulo the new size (or 1 MiB).
+        assert_eq!(
+            Placement::for_move(span(top, 4 << 20), 2 << 20).modulus,
+            2 << 20
+        );
+        assert_eq!(
+            Placement::for_move(span(top, 1 << 20), 2 * PAGE_SIZE).modulus,
+            MOVE_ALIGN
+        );
+        assert!(Placement::ANY.accepts(top));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! A bounded cache of stacks, one free list per power-of-two size class, and the thread's
-//! registered pool.
+//! A bounded cache of stacks, one free list per power-of-two size class and top residue
+//! (`classes`), and the thread's registered pool. This is the per-worker stack cache; the arena
+//! behind it (`arena`) is the global spill every worker shares.
 //!
 //! Each worker owns one pool and touches it only from its own thread, so it needs no lock.
 //! Pooled stacks keep their pages resident: a warm spawn takes a stack whose pages are already
@@ -23,21 +24,29 @@ use std::io;
 use std::mem::{align_of, size_of};
 use std::ptr;
 
-use super::{PAGE_SIZE, Stack};
+use super::classes::{KEYED_LISTS, KEYED_MAX_SIZE, Occupancy, list_of};
+use super::{PAGE_SIZE, Placement, Stack};
 use crate::stats;
-
-/// Size classes go from one page (class 0) up to 2^47 bytes.
-const CLASSES: usize = 36;
 
 /// Where a pooled stack keeps the link to the next one: this many bytes below its top (room for
 /// the link, rounded up to keep it aligned).
 const LINK_OFFSET: usize = size_of::<Option<Stack>>().next_multiple_of(16);
 const _: () = assert!(align_of::<Option<Stack>>() <= 16 && LINK_OFFSET <= PAGE_SIZE);
 
+/// Pooled stacks larger than [`KEYED_MAX_SIZE`] (at least 2 MiB each): a few, searched in turn.
+const LARGE: usize = 16;
+
 pub(crate) struct StackPool {
-    /// The first stack of each class; each holds the next in its own memory (see `push`).
-    free: [Option<Stack>; CLASSES],
-    counts: [usize; CLASSES],
+    /// The stack given back last, kept out of the lists: a spawn right after a coroutine finished
+    /// (the common churn) takes it back with a compare, no list or bitmap work.
+    last: Option<Stack>,
+    /// The first stack of each list (`classes::list_of`: one per size class and top modulo the
+    /// size); each holds the next in its own memory (see `give_back`).
+    free: Box<[Option<Stack>]>,
+    /// Which lists of `free` are non-empty.
+    occupied: Occupancy,
+    /// Larger stacks.
+    large: [Option<Stack>; LARGE],
     pooled_bytes: usize,
     limit_bytes: usize,
     stats: stats::Local,
@@ -47,66 +56,110 @@ impl StackPool {
     /// A pool that keeps at most `limit_bytes` of usable stack memory.
     pub(crate) fn new(limit_bytes: usize) -> StackPool {
         StackPool {
-            free: std::array::from_fn(|_| None),
-            counts: [0; CLASSES],
+            last: None,
+            free: (0..KEYED_LISTS).map(|_| None).collect(),
+            occupied: Occupancy::new(),
+            large: std::array::from_fn(|_| None),
             pooled_bytes: 0,
             limit_bytes,
             stats: stats::Local::new(),
         }
     }
 
-    fn class(size: usize) -> usize {
-        (size / PAGE_SIZE).trailing_zeros() as usize
-    }
-
-    /// A stack of exactly `size` usable bytes: a pooled one when there is one, else a fresh
-    /// mapping. Async-signal-safe.
-    pub(crate) fn take(&mut self, size: usize) -> io::Result<Stack> {
-        match self.pop(size) {
+    /// A stack of exactly `size` usable bytes whose top lies where `placement` asks: a pooled
+    /// one when there is one, else a new one. Async-signal-safe.
+    #[inline]
+    pub(crate) fn take(&mut self, size: usize, placement: Placement) -> io::Result<Stack> {
+        match self.pop(size, placement) {
             Some(stack) => Ok(stack),
-            None => Stack::new(size),
+            None => Stack::placed(size, placement),
         }
     }
 
-    /// Keeps `stack` for reuse, or unmaps it when the pool is full. Async-signal-safe.
+    /// Keeps `stack` for reuse, or frees it when the pool is full. Async-signal-safe.
     pub(crate) fn give_back(&mut self, stack: Stack) {
         let size = stack.size();
         if self.pooled_bytes + size > self.limit_bytes {
-            return; // dropping unmaps it
+            return; // dropping frees it
         }
-        let class = Self::class(size);
-        let link = (stack.top() - LINK_OFFSET) as *mut Option<Stack>;
-        // SAFETY: `link` lies in the top page of the usable, read/write part of `stack`, is
-        // aligned (top is page-aligned, LINK_OFFSET a multiple of 16), and nothing else uses that
-        // memory while the stack is pooled: the pool owns it. The handle written there is read
-        // back exactly once, by `pop`, before the stack leaves the pool.
-        unsafe { ptr::write(link, self.free[class].take()) };
-        self.free[class] = Some(stack);
-        self.counts[class] += 1;
         self.pooled_bytes += size;
         self.stats.pooled(self.pooled_bytes);
+        if let Some(older) = self.last.replace(stack) {
+            self.file(older);
+        }
     }
 
-    /// A pooled stack of `size` bytes, never a new mapping.
-    fn pop(&mut self, size: usize) -> Option<Stack> {
-        let class = Self::class(size);
-        let stack = self.free.get_mut(class)?.take()?;
-        let link = (stack.top() - LINK_OFFSET) as *const Option<Stack>;
-        // SAFETY: `give_back` wrote the next handle there when it pooled `stack`, and nothing
-        // has touched the pooled stack's memory since; reading it moves that handle out once.
-        self.free[class] = unsafe { ptr::read(link) };
-        self.counts[class] -= 1;
+    /// Puts a pooled stack in its list.
+    fn file(&mut self, stack: Stack) {
+        let size = stack.size();
+        if size > KEYED_MAX_SIZE {
+            let Some(slot) = self.large.iter_mut().find(|s| s.is_none()) else {
+                self.pooled_bytes -= size;
+                self.stats.pooled(self.pooled_bytes);
+                return; // dropping frees it
+            };
+            *slot = Some(stack);
+        } else {
+            let list = list_of(size, stack.top());
+            let link = (stack.top() - LINK_OFFSET) as *mut Option<Stack>;
+            // SAFETY: `link` lies in the top page of the usable, read/write part of `stack`, is
+            // aligned (top is page-aligned, LINK_OFFSET a multiple of 16), and nothing else uses
+            // that memory while the stack is pooled: the pool owns it. The handle written there
+            // is read back exactly once, by `pop`, before the stack leaves the pool.
+            unsafe { ptr::write(link, self.free[list].take()) };
+            self.free[list] = Some(stack);
+            self.occupied.set(list, true);
+        }
+    }
+
+    /// A pooled stack of `size` bytes that `placement` accepts, never a new one.
+    #[inline]
+    fn pop(&mut self, size: usize, placement: Placement) -> Option<Stack> {
+        let stack = match self.last.take() {
+            Some(last) if last.size() == size && placement.accepts(last.top()) => last,
+            other => {
+                self.last = other;
+                self.pop_filed(size, placement)?
+            }
+        };
         self.pooled_bytes -= size;
         self.stats.pooled(self.pooled_bytes);
         Some(stack)
+    }
+
+    /// [`StackPool::pop`] from the lists.
+    #[inline(never)]
+    fn pop_filed(&mut self, size: usize, placement: Placement) -> Option<Stack> {
+        Some(if size > KEYED_MAX_SIZE {
+            self.large
+                .iter_mut()
+                .find(|s| {
+                    s.as_ref()
+                        .is_some_and(|s| s.size() == size && placement.accepts(s.top()))
+                })?
+                .take()?
+        } else {
+            let list = self.occupied.find(size, placement)?;
+            let stack = self.free[list].take()?;
+            let link = (stack.top() - LINK_OFFSET) as *const Option<Stack>;
+            // SAFETY: `give_back` wrote the next handle there when it pooled `stack`, and
+            // nothing has touched the pooled stack's memory since; reading it moves that handle
+            // out once.
+            self.free[list] = unsafe { ptr::read(link) };
+            self.occupied.set(list, self.free[list].is_some());
+            stack
+        })
     }
 }
 
 impl Drop for StackPool {
     fn drop(&mut self) {
-        // Unmap iteratively: each stack holds the next one's handle in its own memory.
-        for class in 0..CLASSES {
-            while let Some(stack) = self.pop(PAGE_SIZE << class) {
+        // Free iteratively: each stack holds the next one's handle in its own memory.
+        for list in 0..KEYED_LISTS {
+            while let Some(stack) = self.free[list].take() {
+                let link = (stack.top() - LINK_OFFSET) as *const Option<Stack>;
+                // SAFETY: as in `pop`: the handle `give_back` wrote, read once.
+                self.free[list] = unsafe { ptr::read(link) };
                 drop(stack);
             }
         }
@@ -151,13 +204,14 @@ fn with_registered<R>(f: impl FnOnce(&mut StackPool) -> R) -> Option<R> {
     Some(f(&mut pool))
 }
 
-/// A stack of `size` usable bytes from this thread's pool, or a fresh mapping when the thread
-/// has none (or it is busy). Async-signal-safe.
-pub(crate) fn take(size: usize) -> io::Result<Stack> {
-    with_registered(|pool| pool.take(size)).unwrap_or_else(|| Stack::new(size))
+/// A stack of `size` usable bytes whose top lies where `placement` asks, from this thread's
+/// pool, or a new one when the thread has none (or it is busy). Async-signal-safe.
+pub(crate) fn take(size: usize, placement: Placement) -> io::Result<Stack> {
+    with_registered(|pool| pool.take(size, placement))
+        .unwrap_or_else(|| Stack::placed(size, placement))
 }
 
-/// Gives `stack` back to this thread's pool; unmaps it when there is none (or it is busy, or
+/// Gives `stack` back to this thread's pool; frees it when there is none (or it is busy, or
 /// full). Async-signal-safe.
 pub(crate) fn give_back(stack: Stack) {
     let mut stack = Some(stack);
@@ -173,37 +227,99 @@ pub(crate) fn give_back(stack: Stack) {
 mod tests {
     use super::*;
 
+    const ANY: Placement = Placement::ANY;
+
+    fn count(pool: &mut StackPool, size: usize, placement: Placement) -> usize {
+        let mut taken = Vec::new();
+        while let Some(s) = pool.pop(size, placement) {
+            taken.push(s);
+        }
+        let n = taken.len();
+        for s in taken {
+            pool.give_back(s);
+        }
+        n
+    }
+
     #[test]
     fn reuses_same_class_and_respects_limit() {
         let mut pool = StackPool::new(3 * PAGE_SIZE);
-        let a = pool.take(PAGE_SIZE).unwrap();
+        let a = pool.take(PAGE_SIZE, ANY).unwrap();
         let a_top = a.top();
         pool.give_back(a);
-        let b = pool.take(PAGE_SIZE).unwrap();
+        let b = pool.take(PAGE_SIZE, ANY).unwrap();
         assert_eq!(b.top(), a_top, "a pooled stack of the same class is reused");
-        let c = pool.take(2 * PAGE_SIZE).unwrap();
-        let d = pool.take(2 * PAGE_SIZE).unwrap();
+        let c = pool.take(2 * PAGE_SIZE, ANY).unwrap();
+        let d = pool.take(2 * PAGE_SIZE, ANY).unwrap();
         pool.give_back(b);
         pool.give_back(c);
         assert_eq!(pool.pooled_bytes, 3 * PAGE_SIZE);
-        pool.give_back(d); // over the limit: unmapped
+        pool.give_back(d); // over the limit: freed
         assert_eq!(pool.pooled_bytes, 3 * PAGE_SIZE);
-        assert_eq!(pool.counts[1], 1);
+        assert_eq!(count(&mut pool, 2 * PAGE_SIZE, ANY), 1);
+    }
+
+    #[test]
+    fn a_placed_take_finds_only_stacks_where_asked() {
+        let mut pool = StackPool::new(1 << 30);
+        let size = 16 * PAGE_SIZE;
+        let at = |residue| Placement {
+            modulus: size,
+            residue,
+        };
+        let a = pool.take(size, at(0x3000)).unwrap();
+        let b = pool.take(size, at(0x7000)).unwrap();
+        assert!(at(0x3000).accepts(a.top()) && at(0x7000).accepts(b.top()));
+        let (a_top, b_top) = (a.top(), b.top());
+        pool.give_back(a);
+        pool.give_back(b);
+        assert_eq!(
+            count(&mut pool, size, at(0x5000)),
+            0,
+            "no pooled stack lies there"
+        );
+        assert_eq!(count(&mut pool, size, ANY), 2);
+        assert_eq!(pool.pop(size, at(0x7000)).unwrap().top(), b_top);
+        assert_eq!(pool.pop(size, at(0x3000)).unwrap().top(), a_top);
+        // Large stacks (mappings of their own) are matched the same way.
+        let big = 4 << 20;
+        let want = Placement {
+            modulus: 1 << 20,
+            residue: 0x5000,
+        };
+        let c = pool.take(big, want).unwrap();
+        assert!(want.accepts(c.top()));
+        let c_top = c.top();
+        pool.give_back(c);
+        assert!(
+            pool.pop(
+                big,
+                Placement {
+                    residue: 0x6000,
+                    ..want
+                }
+            )
+            .is_none()
+        );
+        assert!(pool.pop(2 << 20, ANY).is_none(), "other sizes");
+        assert_eq!(pool.pop(big, want).unwrap().top(), c_top);
     }
 
     #[test]
     fn free_lists_hand_back_every_stack_once() {
         let mut pool = StackPool::new(64 * PAGE_SIZE);
-        let stacks: Vec<Stack> = (0..5).map(|_| pool.take(PAGE_SIZE).unwrap()).collect();
+        let stacks: Vec<Stack> = (0..5).map(|_| pool.take(PAGE_SIZE, ANY).unwrap()).collect();
         let mut tops: Vec<usize> = stacks.iter().map(Stack::top).collect();
         for s in stacks {
             pool.give_back(s);
         }
-        assert_eq!(pool.counts[0], 5);
         let mut again: Vec<usize> = (0..5)
-            .map(|_| pool.pop(PAGE_SIZE).expect("pooled").top())
+            .map(|_| pool.pop(PAGE_SIZE, ANY).expect("pooled").top())
             .collect();
-        assert!(pool.pop(PAGE_SIZE).is_none(), "exactly five were pooled");
+        assert!(
+            pool.pop(PAGE_SIZE, ANY).is_none(),
+            "exactly five were pooled"
+        );
         tops.sort();
         again.sort();
         assert_eq!(tops, again);
@@ -218,16 +334,20 @@ mod tests {
             // SAFETY: `pool` outlives the registration, which drops on this thread.
             let _registered = unsafe { register_pool(&pool) };
             give_back(stack);
-            assert_eq!(pool.borrow().counts[0], 1);
-            assert_eq!(take(PAGE_SIZE).unwrap().top(), top, "taken from the pool");
+            assert_eq!(pool.borrow().pooled_bytes, PAGE_SIZE);
+            assert_eq!(
+                take(PAGE_SIZE, ANY).unwrap().top(),
+                top,
+                "taken from the pool"
+            );
             let borrowed = pool.borrow_mut();
-            let fresh = take(PAGE_SIZE).unwrap(); // the pool is busy: a new mapping
+            let fresh = take(PAGE_SIZE, ANY).unwrap(); // the pool is busy: a new stack
             drop(borrowed);
             give_back(fresh);
-            assert_eq!(pool.borrow().counts[0], 1);
+            assert_eq!(pool.borrow().pooled_bytes, PAGE_SIZE);
         }
         let unpooled = Stack::new(PAGE_SIZE).unwrap();
-        give_back(unpooled); // no pool registered any more: unmapped
-        assert_eq!(pool.borrow().counts[0], 1);
+        give_back(unpooled); // no pool registered any more: freed
+        assert_eq!(pool.borrow().pooled_bytes, PAGE_SIZE);
     }
 }

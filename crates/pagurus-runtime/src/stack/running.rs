@@ -114,6 +114,12 @@ impl StackSlot {
         unsafe { &*self.stack.get() }.as_ref().map(Stack::span)
     }
 
+    /// Usable bytes of the stack, if there is one.
+    pub(crate) fn size(&self) -> Option<usize> {
+        // SAFETY: see `has_stack`.
+        unsafe { &*self.stack.get() }.as_ref().map(Stack::size)
+    }
+
     /// Moves of this stack so far.
     pub(crate) fn growths(&self) -> u64 {
         self.growths.get()

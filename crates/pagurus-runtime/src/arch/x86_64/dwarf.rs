@@ -85,3 +85,43 @@ pub(crate) unsafe fn suspended_registers(sp: usize, mut set: impl FnMut(u16, usi
     set(RA, word(2));
     set(SP, sp + SUSPENDED_FRAME_BYTES);
 }
+
+/// `r11`: the register LLVM's inline stack probes keep their loop bound in.
+const R11: u16 = 11;
+
+/// LLVM's inline stack probe store, `movq $0x0, (%rsp)`.
+const PROBE_STORE: [u8; 8] = [0x48, 0xc7, 0x04, 0x24, 0x00, 0x00, 0x00, 0x00];
+/// The probe loops' compares with their bound: `cmp %r11, %rsp` and `cmp %rsp, %r11`.
+const PROBE_COMPARES: [[u8; 3]; 2] = [[0x4c, 0x39, 0xdc], [0x49, 0x39, 0xe3]];
+/// How far after the store the loop's compare may come: a `sub $0x1000, %rsp` (7 bytes) may sit
+/// between them.
+const PROBE_COMPARE_WITHIN: usize = 7;
+
+/// The register holding the lower bound of the stack probe loop that faulted at `pc`, if `pc` is
+/// the store of one of LLVM's inline probe loops (`movq $0, (%rsp)` followed by a compare of
+/// `rsp` with `r11`).
+///
+/// A frame larger than a page is entered through such a loop: `r11` is set to where the frame
+/// (or its realignment) will end, and the loop touches one page at a time down to it. When the
+/// frame has no frame pointer, the loop's CFI names `r11` as the CFA register and the walker
+/// finds it; when the frame realigns its stack for an over-aligned local, the CFA is `rbp`-based
+/// and `r11` is named nowhere, so the fault path asks here. Async-signal-safe.
+///
+/// # Safety
+/// `pc` is the address of the faulting instruction of the interrupted code: at least 18 bytes of
+/// code are readable there (the store, and the compare or the `sub` and compare after it).
+pub(crate) unsafe fn probe_loop_bound(pc: usize) -> Option<u16> {
+    let code = pc as *const u8;
+    // SAFETY: per the contract these bytes are mapped code.
+    let at = |i: usize| unsafe { code.add(i).read() };
+    if (0..PROBE_STORE.len()).any(|i| at(i) != PROBE_STORE[i]) {
+        return None;
+    }
+    let after = PROBE_STORE.len();
+    let compare_at = |start: usize| {
+        PROBE_COMPARES
+            .iter()
+            .any(|cmp| (0..cmp.len()).all(|i| at(start + i) == cmp[i]))
+    };
+    (compare_at(after) || compare_at(after + PROBE_COMPARE_WITHIN)).then_some(R11)
+}

@@ -6,9 +6,10 @@
 //! - [`synthetic_images_move_exactly`]: images in ordinary memory, with arbitrary alignment of the
 //!   old top, old sizes of 1 to 8 pages, growth by 2, 4 or 8, the new stack above or below the
 //!   old one (a positive or a wrapped delta), any stopped stack pointer and red zone.
-//! - [`real_stacks_move_exactly_and_keep_alignments`]: the same on stacks mapped as the runtime
-//!   maps them (`Stack::new`, the allocation `stack::take` falls back to), which also checks the
-//!   placement rule that keeps over-aligned locals aligned across a move (`stack::TOP_ALIGN`).
+//! - [`real_stacks_move_exactly_and_keep_alignments`]: the same on stacks the runtime hands out
+//!   (`Stack::new` for the old one, as a spawn gets it; `Stack::placed` with
+//!   `Placement::for_move` for the new one, as `grow::move_stack` gets it), which also checks the
+//!   placement rule that keeps over-aligned locals aligned across a move.
 //!
 //! `grow::move_stack` itself needs a live, suspended coroutine with DWARF-walkable frames; the
 //! integration tests (`growth_*`) drive it. Everything it does to the image and the registers
@@ -17,7 +18,7 @@
 use proptest::prelude::*;
 
 use super::{Move, WORD};
-use crate::stack::{PAGE_SIZE, Span, Stack, TOP_ALIGN};
+use crate::stack::{MOVE_ALIGN, PAGE_SIZE, Placement, Span, Stack};
 
 /// What one word of a generated image holds. Each pointer kind carries a random number that
 /// chooses its target.
@@ -276,7 +277,7 @@ proptest! {
 
     #[test]
     fn real_stacks_move_exactly_and_keep_alignments(
-        old_log2 in 0u32..=4,
+        old_log2 in prop_oneof![0u32..=4, 7u32..=9],
         growth_log2 in 1u32..=3,
         sp_pick in any::<u32>(),
         red_zone in prop_oneof![Just(0usize), Just(128)],
@@ -284,9 +285,11 @@ proptest! {
         slots in prop::collection::vec(slot(), 1..128),
     ) {
         let old_size = PAGE_SIZE << old_log2;
+        let new_size = old_size << growth_log2;
         let old = Stack::new(old_size).expect("map the old stack");
-        let new = Stack::new(old_size << growth_log2).expect("map the new stack");
         let span = old.span();
+        let new = Stack::placed(new_size, Placement::for_move(span, new_size))
+            .expect("map the new stack");
         prop_assert_eq!(span.size(), old_size);
         let sp = span.bottom + (sp_pick as usize % (old_size / 16)) * 16;
         let from = sp.saturating_sub(red_zone).max(span.bottom);
@@ -297,9 +300,10 @@ proptest! {
         // SAFETY: two stacks we own: usable parts mapped read-write, disjoint, page aligned; the
         // new one is larger.
         unsafe { move_and_check(layout, &words, dead, sp, red_zone, new.bottom(), new.top())? };
-        // The placement rule: every address moves by a multiple of 1 MiB and of the old size, so
-        // a local aligned to anything up to that keeps its alignment.
-        let align = TOP_ALIGN.max(old_size);
+        // The placement rule: every address moves by a multiple of the old size (an object on
+        // the old stack is aligned to at most that) and of 1 MiB (a frame being entered during
+        // the move).
+        let align = old_size.max(MOVE_ALIGN);
         prop_assert_eq!(new.top().wrapping_sub(span.top) % align, 0);
         for &(v, is_pointer) in words.iter().filter(|w| w.1) {
             let moved = expected(v, is_pointer, span.top, new.top());
