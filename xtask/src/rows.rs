@@ -102,6 +102,11 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "compacted coroutine (~1 KiB image): wake (restore) + run to its next park (compact)",
     ),
     (
+        "sched/wake_parked",
+        "",
+        "the same, not compacted (default budget): the baseline of the row above",
+    ),
+    (
         "channel/pingpong_1_worker",
         "",
         "channels: ping-pong of two coroutines over two rendezvous channels, one worker (per round trip)",

@@ -63,13 +63,19 @@ impl Image {
         let nonzero = words.iter().filter(|&&w| w != 0).count();
         let mut data = vec![0usize; HEAD + bitmap + nonzero].into_boxed_slice();
         data[..HEAD].copy_from_slice(&[len, old.guard_start, old.bottom, old.top, from]);
-        let mut next = HEAD + bitmap;
-        for (i, &w) in words.iter().enumerate() {
-            if w != 0 {
-                data[HEAD + i / BITS] |= 1 << (i % BITS);
-                data[next] = w;
-                next += 1;
+        let (head, rest) = data.split_at_mut(HEAD + bitmap);
+        let mut values = rest.iter_mut();
+        for (chunk, bits_out) in words.chunks(BITS).zip(&mut head[HEAD..]) {
+            let mut bits = 0;
+            for (j, &w) in chunk.iter().enumerate() {
+                if w != 0 {
+                    bits |= 1 << j;
+                    if let Some(slot) = values.next() {
+                        *slot = w;
+                    }
+                }
             }
+            *bits_out = bits;
         }
         Image { data }
     }
@@ -92,17 +98,20 @@ impl Image {
         self.data[4]
     }
 
-    /// The words of `[from, old.top)`, in order.
-    fn words(&self) -> impl Iterator<Item = usize> + '_ {
+    /// Calls `f(index, word)` for every non-zero word of `[from, old.top)`, in order.
+    fn for_each_nonzero(&self, f: &mut dyn FnMut(usize, usize)) {
         let (bitmap, values) = self.data[HEAD..].split_at(self.len().div_ceil(BITS));
         let mut values = values.iter();
-        (0..self.len()).map(move |i| {
-            if bitmap[i / BITS] & (1 << (i % BITS)) != 0 {
-                values.next().copied().unwrap_or(0)
-            } else {
-                0
+        for (k, &bits) in bitmap.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let i = k * BITS + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(&word) = values.next() {
+                    f(i, word);
+                }
             }
-        })
+        }
     }
 
     /// Heap bytes the image holds.
@@ -164,7 +173,7 @@ pub(crate) unsafe fn restore(ctx: &Context, image: Image, min_size: usize) {
     };
     let moved = Move::new(image.old(), new.top(), image.from(), 0);
     // SAFETY: `new` is ours, writable, and `size >= used` bytes below its top take the image.
-    unsafe { moved.copy_image(image.words()) };
+    unsafe { moved.copy_sparse_image(|write| image.for_each_nonzero(write)) };
     // SAFETY: the image (the coroutine's whole live stack) was copied into `new` and adjusted;
     // `saved_sp` follows it; the context has no stack since `compact`.
     unsafe { ctx.restore_stack(new, moved.adjust(ctx.saved_sp())) };
@@ -190,7 +199,7 @@ pub(crate) unsafe fn with_scratch_copy<R>(
     let scratch = stack::take(size, Placement::for_move(image.old(), size)).ok()?;
     let moved = Move::new(image.old(), scratch.top(), image.from(), 0);
     // SAFETY: the scratch stack is ours, writable, and as large as the one the image came from.
-    unsafe { moved.copy_image(image.words()) };
+    unsafe { moved.copy_sparse_image(|write| image.for_each_nonzero(write)) };
     let result = f(scratch.span(), moved.adjust(ctx.saved_sp()));
     stack::give_back(scratch);
     Some(result)
@@ -218,7 +227,9 @@ mod tests {
                 .map(|i| if i % 3 == 0 { 0 } else { i * 0x1_0001 })
                 .collect();
             let image = Image::pack(&words, span, span.top - len * 8);
-            assert_eq!(image.words().collect::<Vec<_>>(), words, "{len} words");
+            let mut back = vec![0; len];
+            image.for_each_nonzero(&mut |i, w| back[i] = w);
+            assert_eq!(back, words, "{len} words");
             assert_eq!(image.used(), len * 8);
             let nonzero = words.iter().filter(|&&w| w != 0).count();
             assert_eq!(image.bytes(), (HEAD + len.div_ceil(64) + nonzero) * 8);

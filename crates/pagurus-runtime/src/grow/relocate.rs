@@ -105,22 +105,27 @@ impl Move {
     }
 
     /// Like [`Move::copy_and_adjust`], from a copy of `[from, old.top)` taken earlier (a
-    /// compacted stack, see `compact`) instead of the old stack itself: `image` yields its words
-    /// in order. Returns the bytes copied.
+    /// compacted stack, see `compact`) instead of the old stack itself: the destination is
+    /// zeroed, then `each_nonzero` calls its argument with `(index, word)` for every word of the
+    /// image that is not zero, which is written adjusted. Returns the bytes copied.
     ///
     /// # Safety
-    /// `image` yields at most the `self.bytes() / WORD` words of `[from, old.top)`, and
+    /// Every index `each_nonzero` passes is below `self.bytes() / WORD`, and
     /// `[from + delta, new_top)` is writable and word-aligned.
-    pub(crate) unsafe fn copy_image(&self, image: impl Iterator<Item = usize>) -> usize {
+    pub(crate) unsafe fn copy_sparse_image(
+        &self,
+        each_nonzero: impl FnOnce(&mut dyn FnMut(usize, usize)),
+    ) -> usize {
         let dst = self.from.wrapping_add(self.delta()) as *mut usize;
         let words = self.bytes() / WORD;
-        let mut n = 0;
-        for word in image.take(words) {
-            // SAFETY: n < words keeps the write inside the range the caller vouched for.
-            unsafe { dst.add(n).write(self.adjust(word)) };
-            n += 1;
-        }
-        n * WORD
+        // SAFETY: the caller vouched for `words` writable, aligned words at `dst`.
+        unsafe { std::ptr::write_bytes(dst, 0, words) };
+        each_nonzero(&mut |i, word| {
+            debug_assert!(i < words);
+            // SAFETY: i < words keeps the write inside the range the caller vouched for.
+            unsafe { dst.add(i).write(self.adjust(word)) };
+        });
+        words * WORD
     }
 }
 
