@@ -108,8 +108,11 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 ),
                 None => "B/parked <= 1.1 x used".to_string(),
             }
-        } else if name.starts_with("pagurus") {
+        } else if name.starts_with("pagurus") && n >= 1_000_000 {
             "B/parked <= 1500".to_string()
+        } else if name.starts_with("pagurus") {
+            // The budget's uncompacted stacks (16 MiB per worker) weigh more below a million.
+            "B/parked <= 1500 at 1,000,000 (not this N)".to_string()
         } else {
             String::new()
         };

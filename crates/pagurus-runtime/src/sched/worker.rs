@@ -483,7 +483,7 @@ impl WorkerCore {
                 self.start(&task);
             }
         }
-        if header.parked.replace(false) {
+        if header.parked.get() {
             self.unparked(header);
         }
         self.current_ctx.set(&header.ctx);
@@ -555,6 +555,7 @@ impl WorkerCore {
     /// Undoes [`WorkerCore::parked`] for a coroutine about to run again.
     #[inline]
     fn unparked(&self, header: &Header) {
+        header.parked.set(false);
         self.parked_count.set(self.parked_count.get() - 1);
         let bytes = header.parked_bytes.replace(0);
         self.parked_bytes.set(self.parked_bytes.get() - bytes);
