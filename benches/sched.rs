@@ -5,11 +5,11 @@
 //! - `spawn_join`: spawn a coroutine and join it, with warm stack pools, on one worker and on
 //!   two (where the child may be stolen by the other worker).
 //! - `wake_compacted`: on a runtime that compacts every parked coroutine
-//!   (`parked_stack_budget(0)`), wake a coroutine parked in `recv` (its stack restored from its
-//!   heap image, about 1 KiB), let it run to its next `recv` and park (compacted again): one
-//!   restore, one compaction, a channel hand-off and a yield per iteration. `wake_parked` is the
-//!   same on a runtime with the default budget (nothing compacted): the difference is what
-//!   compaction and restore cost.
+//!   (`parked_stack_budget(0)`), coroutines parked in `recv` on a channel each (compacted: a heap
+//!   image of about 1 KiB of live stack) are woken one by one, and each runs to its end: per
+//!   iteration one send, one restore (a stack from the pool, the image copied in and relocated),
+//!   the rest of the coroutine and its finish. `wake_parked` is the same on a runtime with the
+//!   default budget (nothing compacted): the difference is what the restore costs.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -94,33 +94,42 @@ fn wake_compacted(c: &mut Criterion) {
             .build()
             .expect("start a runtime");
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| in_coroutine(&rt, iters, wake_and_repark))
+            b.iter_custom(|iters| in_coroutine(&rt, iters, wake_parked_coroutines))
         });
     }
     group.finish();
 }
 
-/// `iters` times: wake a partner parked in `recv`, and let it run to its next `recv`.
-fn wake_and_repark(iters: u64) -> std::time::Duration {
-    let (tx, rx) = pagurus::channel::bounded::<u64>(1);
-    let (done_tx, done_rx) = pagurus::channel::bounded::<u64>(1);
-    let partner = pagurus::spawn(move || {
-        let mut sum = 0;
-        for v in rx.iter() {
-            sum += v;
-        }
-        done_tx.send(sum).unwrap();
-    });
-    pagurus::yield_now(); // the partner parks in `recv`
+/// Parks `iters` coroutines in `recv`, then times waking each and letting it run to its end.
+fn wake_parked_coroutines(iters: u64) -> std::time::Duration {
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (senders, handles): (Vec<_>, Vec<_>) = (0..iters)
+        .map(|_| {
+            let (tx, rx) = pagurus::channel::bounded::<u64>(1);
+            let done = done.clone();
+            let h = pagurus::spawn(move || {
+                let v = rx.recv().unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+                black_box(v)
+            });
+            (tx, h)
+        })
+        .unzip();
+    // Until every one has parked (on one worker, one yield runs them all to their `recv`).
+    while pagurus::stats().parked < iters {
+        pagurus::yield_now();
+    }
     let start = Instant::now();
-    for i in 0..iters {
-        tx.send(i).unwrap();
-        pagurus::yield_now(); // it runs, then parks again
+    for (i, tx) in senders.iter().enumerate() {
+        tx.send(i as u64).unwrap();
+    }
+    while done.load(Ordering::Relaxed) < iters {
+        pagurus::yield_now();
     }
     let elapsed = start.elapsed();
-    drop(tx);
-    assert_eq!(done_rx.recv().unwrap(), iters * (iters - 1) / 2);
-    partner.join().unwrap();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), i as u64);
+    }
     elapsed
 }
 

@@ -99,7 +99,7 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
     (
         "sched/wake_compacted",
         "",
-        "compacted coroutine (~1 KiB image): wake (restore) + run to its next park (compact)",
+        "compacted coroutine parked in recv (~1 KiB of live stack): wake (send, restore) and run to its end",
     ),
     (
         "sched/wake_parked",
