@@ -22,27 +22,24 @@ struct Seen {
     end: StackInfo,
 }
 
-/// Every coroutine of this test's "site A" comes from this one `spawn` call.
-fn site_a(depth: u64) -> JoinHandle<Seen> {
-    spawn(move || {
-        let start = stack::current().unwrap();
-        assert_eq!(deep(depth), depth);
-        Seen {
-            start,
-            end: stack::current().unwrap(),
-        }
-    })
+/// The body of every coroutine here: `depth` KiB of stack, and what it saw.
+fn run(depth: u64) -> Seen {
+    let start = stack::current().unwrap();
+    assert_eq!(deep(depth), depth);
+    Seen {
+        start,
+        end: stack::current().unwrap(),
+    }
 }
 
+/// Every coroutine of this test's "site A" comes from this one `spawn` call.
+fn site_a(depth: u64) -> JoinHandle<Seen> {
+    spawn(move || run(depth))
+}
+
+/// "Site B": another `spawn` call, the same code.
 fn site_b(depth: u64) -> JoinHandle<Seen> {
-    spawn(move || {
-        let start = stack::current().unwrap();
-        assert_eq!(deep(depth), depth);
-        Seen {
-            start,
-            end: stack::current().unwrap(),
-        }
-    })
+    spawn(move || run(depth))
 }
 
 #[test]
