@@ -634,3 +634,102 @@ fn dump_covers_every_runtime_and_names_a_busy_worker() {
     });
     second.block_on(|| b.join().unwrap());
 }
+
+#[inline(never)]
+fn queued_child(i: u32) -> u32 {
+    black_box(i * 3)
+}
+
+/// Coroutines spawned but not started are listed too: ready, not started, no worker, no stack.
+#[test]
+fn dump_lists_coroutines_that_have_not_started() {
+    let rt = pagurus::Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let running = Arc::new(AtomicBool::new(false));
+        let go = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = pagurus::channel::bounded::<Dump>(1);
+        let (r, g) = (running.clone(), go.clone());
+        // The only worker runs this one and does not suspend until the children are queued;
+        // then it takes the dump, which its worker answers before it looks at its queues again.
+        let dumper = pagurus::spawn(move || {
+            r.store(true, SeqCst);
+            while !g.load(SeqCst) {
+                std::hint::spin_loop();
+            }
+            tx.send(pagurus::dump()).unwrap();
+        });
+        while !running.load(SeqCst) {
+            std::thread::yield_now();
+        }
+        let line = line!() + 1;
+        let children: Vec<_> = (0..8)
+            .map(|i| pagurus::spawn(move || queued_child(i)))
+            .collect();
+        go.store(true, SeqCst);
+        let dump = rx.recv().unwrap();
+        let text = dump.to_string();
+        for child in &children {
+            let listed: Vec<_> = dump
+                .coroutines()
+                .iter()
+                .filter(|c| c.id == child.id())
+                .collect();
+            assert_eq!(listed.len(), 1, "coroutine {}:\n{text}", child.id());
+            let c = listed[0];
+            assert!(!c.started, "{text}");
+            assert_eq!(c.state, CoroutineState::Ready);
+            assert_eq!(c.worker, None);
+            assert_eq!(c.stack, pagurus::StackInfo::default());
+            assert!(c.frames.is_empty());
+            assert_eq!(c.spawned_at.line(), line, "{text}");
+            let block = format!(
+                "coroutine {} [ready] spawned at {}:{line}, not started",
+                child.id(),
+                c.spawned_at.file()
+            );
+            assert!(text.contains(&block), "{block}\n{text}");
+        }
+        assert_eq!(find(&dump, dumper.id()).state, CoroutineState::Running);
+        assert!(find(&dump, dumper.id()).started);
+        dumper.join().unwrap();
+        let results: Vec<u32> = children.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results, (0..8).map(|i| i * 3).collect::<Vec<_>>());
+    });
+}
+
+#[inline(never)]
+fn yielding_main(done: &pagurus::channel::Receiver<Dump>) -> Dump {
+    loop {
+        if let Ok(dump) = done.try_recv() {
+            return dump;
+        }
+        pagurus::yield_now();
+    }
+}
+
+/// A `block_on` main coroutine that only yields (never parks) still answers dumps: it is listed,
+/// ready, with its frames, and its thread is not reported as silent.
+#[test]
+fn dump_is_answered_by_a_block_on_coroutine_that_only_yields() {
+    let rt = pagurus::Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let (tx, rx) = pagurus::channel::bounded::<Dump>(1);
+        let h = pagurus::spawn(move || tx.send(pagurus::dump()).unwrap());
+        let dump = yielding_main(&rx);
+        assert!(dump.unanswered_workers().is_empty(), "{dump}");
+        let main = dump
+            .coroutines()
+            .iter()
+            .find(|c| c.worker.is_none() && c.started)
+            .unwrap_or_else(|| panic!("no block_on coroutine in the dump:\n{dump}"));
+        assert_eq!(main.state, CoroutineState::Ready, "{dump}");
+        assert!(
+            main.frames.iter().any(|f| f
+                .function
+                .as_deref()
+                .is_some_and(|n| n.contains("yielding_main"))),
+            "{dump}"
+        );
+        h.join().unwrap();
+    });
+}

@@ -155,7 +155,8 @@ pub struct CoroutineSnapshot {
     pub id: u64,
     /// What it was doing.
     pub state: CoroutineState,
-    /// The index of the worker it is pinned to; `None` for a `block_on` main coroutine.
+    /// The index of the worker it is pinned to; `None` for a `block_on` main coroutine, and for
+    /// one that has not started.
     pub worker: Option<usize>,
     /// The `spawn` (or `block_on`) call that created it.
     pub spawned_at: &'static Location<'static>,
@@ -167,6 +168,10 @@ pub struct CoroutineSnapshot {
     /// Its frames, innermost first, with the runtime's own frames (the switch, the park
     /// machinery, channel and lock internals, the task entry) folded away; empty while running.
     pub frames: Vec<Frame>,
+    /// Whether it has run yet. One that has not is still queued, holding only its closure: it
+    /// is [`Ready`](CoroutineState::Ready), with no worker (it is not pinned until it starts), no
+    /// stack and no frames.
+    pub started: bool,
 }
 
 /// What one spawn site's coroutines did to their stacks: which sites should start bigger.
@@ -247,6 +252,7 @@ impl Dump {
                         parked_for: c.parked_for,
                         stack: c.stack,
                         frames,
+                        started: c.started,
                     }
                 })
                 .collect()
@@ -343,6 +349,9 @@ impl fmt::Display for CoroutineSnapshot {
         }
         let at = self.spawned_at;
         write!(f, "] spawned at {}:{}", at.file(), at.line())?;
+        if !self.started {
+            return writeln!(f, ", not started");
+        }
         match self.worker {
             Some(w) => write!(f, ", worker {w}")?,
             None => f.write_str(", block_on thread")?,
@@ -439,6 +448,8 @@ pub(crate) struct RawCoroutine {
     pub(crate) stack: StackInfo,
     /// Its return addresses in [`Raw::pcs`], innermost first.
     pub(crate) pcs: Range<usize>,
+    /// Whether it has run yet (see [`CoroutineSnapshot::started`]).
+    pub(crate) started: bool,
 }
 
 static PARK_STAMPS: AtomicBool = AtomicBool::new(false);

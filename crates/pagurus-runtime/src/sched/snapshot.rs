@@ -154,12 +154,16 @@ impl Drop for SiteTable {
 impl WorkerCore {
     /// Answers a dump request (see [`answer`]).
     pub(super) fn answer_dump(&self, ticket: Ticket) {
-        answer(
-            self.index,
-            &self.live.borrow(),
-            &self.sites.borrow(),
-            ticket,
-        );
+        let (queued, more) = self.queued_for_dump();
+        for ticket in std::iter::once(ticket).chain(more) {
+            answer(
+                self.index,
+                &self.live.borrow(),
+                &queued,
+                &self.sites.borrow(),
+                ticket,
+            );
+        }
     }
 }
 
@@ -178,7 +182,15 @@ pub(super) fn make_span(header: &Header) {
 /// A worker's answer: copies its bookkeeping and walks its suspended stacks. Called by the
 /// worker itself from its scheduler loop, never while one of its coroutines runs: `live` holds
 /// every coroutine it started, all of them suspended, and nothing else can move their stacks.
-fn answer(index: Option<usize>, live: &Slab<TaskRef>, sites: &SiteTable, ticket: Ticket) {
+/// `queued` are the unstarted coroutines in its queues: listed as ready, not started, with no
+/// worker (they are not pinned yet).
+fn answer(
+    index: Option<usize>,
+    live: &Slab<TaskRef>,
+    queued: &[TaskRef],
+    sites: &SiteTable,
+    ticket: Ticket,
+) {
     let now = Instant::now();
     let mut raw = Raw::default();
     for site in &sites.sites {
@@ -274,6 +286,23 @@ fn answer(index: Option<usize>, live: &Slab<TaskRef>, sites: &SiteTable, ticket:
                 bytes_copied: ctx.bytes_copied(),
             },
             pcs: start..raw.pcs.len(),
+            started: true,
+        });
+    }
+    for task in queued {
+        let header = task.header();
+        if header.state.is_done() {
+            continue;
+        }
+        raw.coroutines.push(RawCoroutine {
+            id: header.id,
+            state: CoroutineState::Ready,
+            worker: None,
+            spawned_at: header.spawned_at,
+            parked_for: None,
+            stack: StackInfo::default(),
+            pcs: 0..0,
+            started: false,
         });
     }
     raw.coroutines.sort_unstable_by_key(|c| c.id);
@@ -294,8 +323,10 @@ fn answer(index: Option<usize>, live: &Slab<TaskRef>, sites: &SiteTable, ticket:
 /// second is left out, and the dump says so ([`Dump::unanswered_workers`]). The first dump of a
 /// process also starts time-stamping parks, so later dumps tell how long each coroutine waits.
 ///
-/// Coroutines spawned but not started yet (still in a queue, holding only their closure) are not
-/// listed: they have no stack and no state yet.
+/// Coroutines spawned but not started yet (queued, holding only their closure) are listed as
+/// [`Ready`](crate::CoroutineState::Ready) with [`started`](crate::CoroutineSnapshot::started)
+/// false, no worker, no stack and no frames. One that moves between two workers' queues while
+/// they answer (a steal) may be missed.
 ///
 /// May be called from a coroutine (it parks while the workers answer), a `block_on` thread, or
 /// any other thread.
@@ -386,5 +417,16 @@ fn collect() -> Raw {
     for site in lock(&RETIRED_SITES).iter() {
         raw.add_site(*site);
     }
+    // A coroutine stolen between two answers is listed by both workers, and one that started
+    // meanwhile may be listed unstarted by one of them: keep one entry, the started one.
+    let started: std::collections::HashSet<u64> = raw
+        .coroutines
+        .iter()
+        .filter(|c| c.started)
+        .map(|c| c.id)
+        .collect();
+    let mut unstarted = std::collections::HashSet::new();
+    raw.coroutines
+        .retain(|c| c.started || (!started.contains(&c.id) && unstarted.insert(c.id)));
     raw
 }

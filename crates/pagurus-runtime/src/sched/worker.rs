@@ -426,7 +426,22 @@ impl WorkerCore {
             let (t, reason) = self.run_task(task, RESUME);
             match reason {
                 Suspend::Done => return,
-                Suspend::Yield => task = t,
+                Suspend::Yield => {
+                    // A main coroutine that only yields still answers dumps: `run_task` returns
+                    // here as soon as the inbox holds anything.
+                    while let Ok(msg) = self.inbox.try_recv() {
+                        match msg {
+                            Msg::Dump(ticket) => self.answer_dump(ticket),
+                            Msg::Nudge => {}
+                            // Left for the park loop, which takes wake-ups from `local` too.
+                            Msg::Run(woken) => self.local.borrow_mut().push_back(woken),
+                            Msg::Start(_) | Msg::Shutdown => {
+                                unreachable!("block_on threads own no queue and are not shut down")
+                            }
+                        }
+                    }
+                    task = t;
+                }
                 Suspend::Grow => unreachable!("run_task serves it itself"),
                 Suspend::Park => {
                     drop(t);
@@ -654,6 +669,57 @@ impl WorkerCore {
         self.sites.borrow_mut().finished(task);
         drop(live);
         self.stats.coroutine_finished();
+    }
+
+    /// The unstarted coroutines queued on this worker, for a dump (see `snapshot`).
+    ///
+    /// First it takes in the inbox's messages behind the dump request, so coroutines another
+    /// worker placed here are in `local`; more dump tickets found there are returned to be
+    /// answered with the same look, and a shutdown request is sent again, to be seen after the
+    /// answer. A worker also moves the global injector's coroutines into its own deque (as a
+    /// steal would) so they are listed too, and lets an idle worker know they are there. The
+    /// deque is read by popping it empty and pushing everything back in order: only this thread
+    /// pushes or pops it, while other workers may still steal from its front.
+    pub(super) fn queued_for_dump(&self) -> (Vec<TaskRef>, Vec<super::snapshot::Ticket>) {
+        let mut tickets = Vec::new();
+        let mut shutdown = false;
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                Msg::Dump(ticket) => tickets.push(ticket),
+                Msg::Shutdown => shutdown = true,
+                msg => {
+                    self.handle_msg(msg);
+                }
+            }
+        }
+        if shutdown {
+            self.handle.send(Msg::Shutdown);
+        }
+        let mut queued: Vec<TaskRef> = Vec::new();
+        if let Some(deque) = &self.deque {
+            let mut moved = false;
+            loop {
+                match self.shared.injector.steal_batch(deque) {
+                    Steal::Success(()) => moved = true,
+                    Steal::Empty => break,
+                    Steal::Retry => {}
+                }
+            }
+            if moved {
+                self.shared.notify_idle();
+            }
+            queued.extend(std::iter::from_fn(|| deque.pop()));
+            for task in &queued {
+                deque.push(task.clone());
+            }
+        }
+        let lifo = self.lifo.take();
+        queued.extend(lifo.clone());
+        self.lifo.set(lifo);
+        queued.extend(self.local.borrow().iter().cloned());
+        // `local` also holds started coroutines woken here: `live` lists those.
+        queued.retain(|t| !t.header().ctx.has_stack() && !t.header().parked.get());
+        (queued, tickets)
     }
 
     /// Abandons the unstarted tasks in this worker's queues (shutdown). Started ones found there
