@@ -1,7 +1,7 @@
 //! Coroutine dumps (`pagurus::dump()`).
 //!
 //! - `parked_100k`: a dump of 100,000 coroutines parked on channels (2 workers), its text
-//!   written to `io::sink()`: collection on the workers (most of them compacted, their frames
+//!   formatted into a byte counter: collection on the workers (most of them compacted, their frames
 //!   walked in a scratch copy of their image), symbolisation, formatting. Issue 13's target:
 //!   under a second.
 
@@ -35,13 +35,22 @@ fn parked(c: &mut Criterion) {
                 pagurus::spawn(move || wait_for_work(rx))
             })
             .collect();
-        // Until every one has started and parked (a condition, not a duration).
+        // Until every one has started and parked (a condition, not a duration), each showing
+        // its own function first: the runtime's frames folded away, also with line tables alone
+        // (this profile's debug information), which name functions without their path.
+        let shows_own_code = |c: &pagurus::CoroutineSnapshot| {
+            c.frames
+                .first()
+                .and_then(|f| f.function.as_deref())
+                .is_some_and(|f| f.ends_with("wait_for_work"))
+        };
         loop {
             let dump = pagurus::dump();
             let n = dump
                 .coroutines()
                 .iter()
                 .filter(|c| matches!(c.state, pagurus::CoroutineState::Parked(_)))
+                .inspect(|c| assert!(shows_own_code(c), "{c}"))
                 .count();
             if n >= PARKED {
                 break;
@@ -54,7 +63,10 @@ fn parked(c: &mut Criterion) {
                 for _ in 0..iters {
                     let dump = pagurus::dump();
                     assert!(dump.coroutines().len() > PARKED);
-                    write!(std::io::sink(), "{dump}").unwrap();
+                    // Not `io::sink()`, whose `write_fmt` skips the formatting.
+                    let mut text = Counter(0);
+                    write!(text, "{dump}").unwrap();
+                    assert!(text.0 > PARKED * 100, "{} bytes", text.0);
                 }
                 start.elapsed()
             })
@@ -65,6 +77,20 @@ fn parked(c: &mut Criterion) {
         }
     });
     group.finish();
+}
+
+/// Counts the bytes of text written to it.
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 criterion_group!(benches, parked);

@@ -89,6 +89,14 @@ fn spawn_here<F: FnOnce() + Send + 'static>(f: F) -> (u32, pagurus::JoinHandle<(
     (Location::caller().line(), pagurus::spawn(f))
 }
 
+/// [`spawn_here`] for a coroutine with a result.
+#[track_caller]
+fn spawn_returning<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (u32, pagurus::JoinHandle<T>) {
+    (Location::caller().line(), pagurus::spawn(f))
+}
+
 /// Takes dumps until every id in `ids` is parked (a condition, not a duration).
 fn dump_when_parked(ids: &[u64]) -> Dump {
     loop {
@@ -661,10 +669,11 @@ fn dump_lists_coroutines_that_have_not_started() {
         while !running.load(SeqCst) {
             std::thread::yield_now();
         }
-        let line = line!() + 1;
-        let children: Vec<_> = (0..8)
-            .map(|i| pagurus::spawn(move || queued_child(i)))
+        let spawned: Vec<_> = (0..8)
+            .map(|i| spawn_returning(move || queued_child(i)))
             .collect();
+        let line = spawned[0].0;
+        let children: Vec<_> = spawned.into_iter().map(|(_, h)| h).collect();
         go.store(true, SeqCst);
         let dump = rx.recv().unwrap();
         let text = dump.to_string();

@@ -11,6 +11,7 @@
 
 mod symbolize;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::panic::Location;
@@ -228,22 +229,34 @@ impl Dump {
 
     /// Names the raw copies the workers handed over.
     pub(crate) fn from_raw(raw: Raw) -> Dump {
+        let Raw {
+            coroutines,
+            pcs,
+            sites,
+            unanswered,
+        } = raw;
         let coroutines = symbolize::with_symbolizer(|names| {
-            // Name every distinct address once (most coroutines wait at the same few places).
-            for &pc in &raw.pcs {
-                names.prepare(pc);
-            }
-            let mut refs: Vec<&Frame> = Vec::new();
-            raw.coroutines
+            // Most coroutines wait at the same few places, down the same few paths: name and
+            // fold each distinct path of return addresses once, then copy its frames.
+            let mut paths: HashMap<&[usize], Vec<Frame>> = HashMap::new();
+            coroutines
                 .into_iter()
                 .map(|c| {
-                    let pcs = raw.pcs.get(c.pcs.clone()).unwrap_or(&[]);
-                    refs.clear();
-                    refs.extend(pcs.iter().flat_map(|&pc| names.named(pc)));
-                    let frames = fold_runtime_frames(&refs)
-                        .iter()
-                        .map(|&f| f.clone())
-                        .collect();
+                    let path = pcs.get(c.pcs.clone()).unwrap_or(&[]);
+                    let frames = paths
+                        .entry(path)
+                        .or_insert_with(|| {
+                            for &pc in path {
+                                names.prepare(pc);
+                            }
+                            let named: Vec<&symbolize::Named> =
+                                path.iter().flat_map(|&pc| names.named(pc)).collect();
+                            fold_runtime_frames(&named)
+                                .iter()
+                                .map(|n| n.frame.clone())
+                                .collect()
+                        })
+                        .clone();
                     CoroutineSnapshot {
                         id: c.id,
                         state: c.state,
@@ -257,19 +270,20 @@ impl Dump {
                 })
                 .collect()
         });
-        let mut sites = raw.sites;
+        let mut sites = sites;
         sites.sort_by(|a, b| {
             (b.bytes_copied, b.growths, b.spawned).cmp(&(a.bytes_copied, a.growths, a.spawned))
         });
         Dump {
             coroutines,
             sites,
-            unanswered: raw.unanswered,
+            unanswered,
         }
     }
 }
 
-/// Whether a frame is the runtime's own (or the standard library's glue around it).
+/// Whether a frame is the runtime's own (or the standard library's glue around it), by its
+/// name; the symbolizer also looks at its source file.
 fn is_internal(frame: &Frame) -> bool {
     let Some(name) = frame.function.as_deref() else {
         return true;
@@ -293,14 +307,11 @@ fn is_internal(frame: &Frame) -> bool {
 /// The frames left once the runtime's frames at both ends of a walk are dropped: the
 /// innermost (switch, park, the primitive's internals) and the outermost (task entry,
 /// `catch_unwind`). A stack with nothing else keeps its frames, so it still says something.
-fn fold_runtime_frames<'a, 'f>(frames: &'a [&'f Frame]) -> &'a [&'f Frame] {
-    let Some(first) = frames.iter().position(|f| !is_internal(f)) else {
+fn fold_runtime_frames<'a, 'f>(frames: &'a [&'f symbolize::Named]) -> &'a [&'f symbolize::Named] {
+    let Some(first) = frames.iter().position(|f| !f.internal) else {
         return frames;
     };
-    let last = frames
-        .iter()
-        .rposition(|f| !is_internal(f))
-        .unwrap_or(first);
+    let last = frames.iter().rposition(|f| !f.internal).unwrap_or(first);
     frames.get(first..=last).unwrap_or(frames)
 }
 

@@ -76,9 +76,9 @@ impl Names {
         Some(Names { dwarf, symbols })
     }
 
-    /// Appends the frames at file address `probe` (inlined ones first, innermost first); file
-    /// names under `cwd` are made relative to it.
-    fn frames(&self, pc: usize, probe: u64, cwd: &str, out: &mut Vec<Frame>) {
+    /// Appends the frames at file address `probe` (inlined ones first, innermost first), each
+    /// with whether it is the runtime's own; file names under `cwd` are made relative to it.
+    fn frames(&self, pc: usize, probe: u64, cwd: &str, out: &mut Vec<Named>) {
         let before = out.len();
         if let Some(dwarf) = &self.dwarf
             && let Ok(mut iter) = dwarf.find_frames(probe).skip_all_loads()
@@ -89,32 +89,67 @@ impl Names {
                     .as_ref()
                     .and_then(|f| f.raw_name().ok())
                     .map(|name| demangle(&name));
-                let (file, line) = frame
-                    .location
-                    .map_or((None, None), |l| (l.file.map(|f| relative(f, cwd)), l.line));
-                out.push(Frame {
-                    pc,
-                    function,
-                    file,
-                    line,
+                let (file, line) = frame.location.map_or((None, None), |l| (l.file, l.line));
+                out.push(Named {
+                    internal: file.is_some_and(internal_file),
+                    frame: Frame {
+                        pc,
+                        function,
+                        file: file.map(|f| relative(f, cwd)),
+                        line,
+                    },
                 });
             }
         }
-        if out.len() == before || out[before..].iter().all(|f| f.function.is_none()) {
-            out.truncate(before);
+        let symbol = || {
             let i = self.symbols.partition_point(|&(addr, _)| addr <= probe);
-            let function = i
-                .checked_sub(1)
+            i.checked_sub(1)
                 .and_then(|i| self.symbols.get(i))
-                .map(|&(_, name)| demangle(name));
-            out.push(Frame {
-                pc,
-                function,
-                file: None,
-                line: None,
+                .map(|&(_, name)| demangle(name))
+        };
+        if out.len() == before || out[before..].iter().all(|n| n.frame.function.is_none()) {
+            out.truncate(before);
+            out.push(Named {
+                internal: false,
+                frame: Frame {
+                    pc,
+                    function: symbol(),
+                    file: None,
+                    line: None,
+                },
             });
+        } else if let Some(outer) = out.last_mut()
+            && outer
+                .frame
+                .function
+                .as_deref()
+                .is_some_and(|f| !f.contains("::"))
+            && let Some(qualified) = symbol()
+        {
+            // Line tables alone (`debug = "line-tables-only"`) name functions without their
+            // path; the symbol table has the physical (outermost) frame's full name.
+            outer.frame.function = Some(qualified);
+        }
+        for named in &mut out[before..] {
+            named.internal |= super::is_internal(&named.frame);
         }
     }
+}
+
+/// A frame as named, with whether it is the runtime's own (folded away in a dump).
+pub(super) struct Named {
+    pub(super) frame: Frame,
+    pub(super) internal: bool,
+}
+
+/// Where the runtime's own source files are (as its debug information records them).
+const RUNTIME_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+
+/// Whether a source file is the runtime's, the standard library's (`/rustc/<hash>/library/`,
+/// as rustc records it) or crossbeam's: frames that name no path (line tables alone) are told
+/// apart by their file.
+fn internal_file(file: &str) -> bool {
+    file.starts_with(RUNTIME_SRC) || file.starts_with("/rustc/") || file.contains("/crossbeam-")
 }
 
 fn relative(file: &str, cwd: &str) -> String {
@@ -139,7 +174,7 @@ pub(super) fn with_symbolizer<R>(f: impl FnOnce(&mut Symbolizer) -> R) -> R {
 /// Names return addresses.
 pub(super) struct Symbolizer {
     objects: HashMap<PathBuf, Option<Names>>,
-    done: HashMap<usize, Vec<Frame>>,
+    done: HashMap<usize, Vec<Named>>,
     cwd: String,
 }
 
@@ -166,16 +201,19 @@ impl Symbolizer {
 
     /// The frames of a return address [`prepare`](Symbolizer::prepare)d before (inlined ones
     /// first, innermost first).
-    pub(super) fn named(&self, pc: usize) -> &[Frame] {
+    pub(super) fn named(&self, pc: usize) -> &[Named] {
         self.done.get(&pc).map_or(&[], Vec::as_slice)
     }
 
-    fn name(&mut self, pc: usize, out: &mut Vec<Frame>) {
-        let unknown = Frame {
-            pc,
-            function: None,
-            file: None,
-            line: None,
+    fn name(&mut self, pc: usize, out: &mut Vec<Named>) {
+        let unknown = Named {
+            internal: true,
+            frame: Frame {
+                pc,
+                function: None,
+                file: None,
+                line: None,
+            },
         };
         let Some(loaded) = object_for_address(pc) else {
             out.push(unknown);
