@@ -285,3 +285,42 @@ fn parked_stack_budget_env_is_validated() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[inline(never)]
+fn parked_sum(rx: pagurus::channel::Receiver<u64>, i: u64) -> u64 {
+    let mine = black_box(i * 7);
+    let at = black_box(&mine);
+    rx.recv().unwrap() + *at
+}
+
+/// `idle_compaction(None)`: a coroutine parked for many ticks of the default clock stays on its
+/// stack (`tests/idle_memory.rs` has the other side).
+#[test]
+fn idle_compaction_off_keeps_stacks() {
+    let rt = Runtime::builder()
+        .workers(1)
+        .idle_compaction(None)
+        .build()
+        .unwrap();
+    rt.block_on(|| {
+        let (tx, rx) = pagurus::channel::bounded::<u64>(1);
+        let h = spawn(move || parked_sum(rx, 1));
+        let on_stack = |dump: &pagurus::Dump| {
+            dump.coroutines()
+                .iter()
+                .find(|c| c.id == h.id())
+                .is_some_and(|c| {
+                    matches!(c.state, pagurus::CoroutineState::Parked(_)) && c.stack.size == 4096
+                })
+        };
+        while !on_stack(&pagurus::dump()) {
+            pagurus::time::sleep(Duration::from_millis(1));
+        }
+        // Several ticks of the default clock later, still on its stack.
+        pagurus::time::sleep(Duration::from_millis(1_500));
+        let dump = pagurus::dump();
+        assert!(on_stack(&dump), "{dump}");
+        tx.send(5).unwrap();
+        assert_eq!(h.join().unwrap(), 12);
+    });
+}

@@ -41,6 +41,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker as Deque};
 
@@ -73,6 +74,9 @@ pub(crate) struct Config {
     pub(crate) parked_stack_budget: usize,
     /// Whether spawn sites learn their coroutines' start size (`sched/sizing.rs`).
     pub(crate) adaptive_stacks: bool,
+    /// How long a coroutine stays parked on its stack before it is compacted however much
+    /// budget is left; `None`: only the budget compacts.
+    pub(crate) idle_compaction: Option<Duration>,
 }
 
 impl Config {
@@ -171,6 +175,7 @@ pub struct Builder {
     ffi_mode: Option<Mode>,
     dump_signal: Option<Option<libc::c_int>>,
     parked_stack_budget: Option<usize>,
+    idle_compaction: Option<Duration>,
     adaptive_stacks: Option<bool>,
 }
 
@@ -185,6 +190,7 @@ impl Default for Builder {
             ffi_mode: None,
             dump_signal: None,
             parked_stack_budget: None,
+            idle_compaction: Some(DEFAULT_IDLE_COMPACTION),
             adaptive_stacks: None,
         }
     }
@@ -246,6 +252,34 @@ impl Builder {
     /// ```
     pub fn parked_stack_budget(mut self, bytes: usize) -> Builder {
         self.parked_stack_budget = Some(bytes);
+        self
+    }
+
+    /// How long a coroutine may stay parked on its stack before it is compacted even when its
+    /// worker is under [budget](Builder::parked_stack_budget): an idle connection's coroutine
+    /// then holds a heap image of its live bytes (a few hundred bytes) instead of a stack, while
+    /// coroutines that park and wake more often than this never pay for compaction. Checked a
+    /// few times per period, so it happens after between three quarters and one and a quarter
+    /// of it. Default: one second; `None` leaves compaction to the budget alone. Off, like the
+    /// budget, when [`compaction`](Builder::compaction) is off.
+    ///
+    /// ```
+    /// # use pagurus_runtime as pagurus;
+    /// use std::time::Duration;
+    /// let rt = pagurus::Runtime::builder()
+    ///     .workers(1)
+    ///     .idle_compaction(Some(Duration::from_millis(20)))
+    ///     .build()
+    ///     .unwrap();
+    /// let before = pagurus::stats().compactions;
+    /// rt.block_on(|| {
+    ///     // Far under the budget, but parked for longer than 20 ms.
+    ///     pagurus::spawn(|| pagurus::time::sleep(Duration::from_millis(200))).join().unwrap();
+    /// });
+    /// assert!(pagurus::stats().compactions > before);
+    /// ```
+    pub fn idle_compaction(mut self, after: Option<Duration>) -> Builder {
+        self.idle_compaction = after;
         self
     }
 
@@ -377,6 +411,13 @@ impl Builder {
                 Some(on) => on,
                 None => crate::env::flag("PAGURUS_ADAPTIVE_STACKS", true, "on")?,
             },
+            idle_compaction: self.idle_compaction.filter(|after| !after.is_zero()),
+        };
+        let config = Config {
+            idle_compaction: config
+                .idle_compaction
+                .filter(|_| config.parked_stack_budget != usize::MAX),
+            ..config
         };
         // Code loaded since the last runtime started needs its unwind information known before
         // a coroutine may grow through its frames (the fault handler cannot look it up).
@@ -437,6 +478,9 @@ impl Builder {
 
 /// Parked-stack budget per worker when neither the builder nor the environment says: 16 MiB.
 const DEFAULT_PARKED_STACK_BUDGET: usize = 16 << 20;
+
+/// How long a coroutine stays parked on its stack, by default, before it is compacted anyway.
+const DEFAULT_IDLE_COMPACTION: Duration = Duration::from_secs(1);
 
 /// `PAGURUS_PARKED_STACK_BUDGET`: bytes, or `off`; the default when unset.
 fn parked_stack_budget_from_env() -> io::Result<usize> {

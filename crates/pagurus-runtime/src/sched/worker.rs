@@ -59,6 +59,9 @@ const FAIRNESS_TICKS: u32 = 61;
 const SHUTDOWN_PATIENCE: Duration = Duration::from_millis(10);
 /// How many times in a row the `lifo` slot may go first.
 const MAX_LIFO_STREAK: u32 = 3;
+/// Ticks of the park clock per `Config::idle_compaction`: a coroutine is compacted after
+/// between `(AGE_EPOCHS - 1) / AGE_EPOCHS` and `(AGE_EPOCHS + 1) / AGE_EPOCHS` of it.
+const AGE_EPOCHS: u32 = 4;
 
 pub(crate) enum Msg {
     /// A coroutine of this worker was woken by another thread.
@@ -173,6 +176,16 @@ pub(crate) struct WorkerCore {
     parked_bytes: Cell<usize>,
     /// Coroutines of this worker parked now (published in `stats`).
     parked_count: Cell<u64>,
+    /// Parked coroutines that kept their stack, oldest park first, as (slot in `live`, park
+    /// clock at the park): compacted once parked for `Config::idle_compaction` (`release_idle`).
+    /// Entries of coroutines woken since are dropped when they reach the front.
+    aging: RefCell<VecDeque<(usize, u32)>>,
+    /// The park clock: `idle_compaction / AGE_EPOCHS` per tick, counted from `epoch_origin`;
+    /// read at fairness ticks, before and after sleeping. `None`: idle compaction is off (or
+    /// this is a `block_on` thread).
+    epoch_len: Option<Duration>,
+    epoch: Cell<u32>,
+    epoch_origin: Instant,
     /// Learned start sizes per spawn site.
     start_sizes: RefCell<super::sizing::StartSizes>,
     /// Started, unfinished coroutines of this worker: the ones shutdown must cancel.
@@ -217,6 +230,11 @@ impl WorkerCore {
         pool: StackPool,
         poll: mio::Poll,
     ) -> WorkerCore {
+        let epoch_len = shared
+            .config
+            .idle_compaction
+            .filter(|_| index.is_some())
+            .map(|after| after / AGE_EPOCHS);
         WorkerCore {
             shared,
             index,
@@ -227,6 +245,10 @@ impl WorkerCore {
             local: RefCell::new(VecDeque::new()),
             parked_bytes: Cell::new(0),
             parked_count: Cell::new(0),
+            aging: RefCell::new(VecDeque::new()),
+            epoch_len,
+            epoch: Cell::new(0),
+            epoch_origin: Instant::now(),
             start_sizes: RefCell::default(),
             live: RefCell::new(Slab::new()),
             sites: RefCell::default(),
@@ -553,9 +575,68 @@ impl WorkerCore {
             if total <= self.shared.config.parked_stack_budget {
                 self.parked_bytes.set(total);
                 header.parked_bytes.set(size);
+                if self.epoch_len.is_some() {
+                    let epoch = self.epoch.get();
+                    header.parked_epoch.set(epoch);
+                    self.aging
+                        .borrow_mut()
+                        .push_back((header.slot.get(), epoch));
+                }
             } else {
                 self.compact(header);
             }
+        }
+    }
+
+    /// Gives back the memory idle coroutines and the idle part of the stack pool hold, and
+    /// advances the park clock; returns when to look again (for the idle wait's timeout), if
+    /// anything is left to give back.
+    ///
+    /// A coroutine that has stayed parked on its stack for `Config::idle_compaction` (an idle
+    /// connection's, say) is compacted, however far under budget the worker is: the budget
+    /// bounds a burst, this returns what idle coroutines hold. One that parks and wakes more
+    /// often is never old enough, so it pays only a queue entry per park. At each tick of the
+    /// clock the pool unmaps half of what stayed unused in it since the last tick
+    /// (`StackPool::trim`), so stacks that compaction or a burst of finished coroutines left
+    /// there do not stay resident for good.
+    fn release_idle(&self) -> Option<Instant> {
+        let len = self.epoch_len?;
+        let ticks = self.epoch_origin.elapsed().as_nanos() / len.as_nanos().max(1);
+        let now = u32::try_from(ticks).unwrap_or(u32::MAX);
+        let new_tick = now != self.epoch.replace(now);
+        let mut aging = self.aging.borrow_mut();
+        while let Some(&(slot, epoch)) = aging.front() {
+            if now.wrapping_sub(epoch) < AGE_EPOCHS {
+                break;
+            }
+            aging.pop_front();
+            let live = self.live.borrow();
+            let Some(task) = live.get(slot) else { continue };
+            let header = task.header();
+            // Still the same park (not woken and parked again since, nor another coroutine
+            // in a reused slot), and still holding its stack.
+            if header.parked.get()
+                && header.parked_epoch.get() == epoch
+                && header.parked_bytes.get() != 0
+            {
+                let bytes = header.parked_bytes.replace(0);
+                self.parked_bytes.set(self.parked_bytes.get() - bytes);
+                self.compact(header);
+            }
+        }
+        let mut pool = self.pool.borrow_mut();
+        if new_tick {
+            pool.trim();
+            stack::trim_arena();
+        }
+        let aged = aging
+            .front()
+            .map(|&(_, oldest)| self.epoch_origin + len * oldest.saturating_add(AGE_EPOCHS));
+        let trimmed =
+            (pool.pooled_bytes() != 0).then(|| self.epoch_origin + len * now.saturating_add(1));
+        match (aged, trimmed) {
+            (Some(a), Some(t)) => Some(a.min(t)),
+            (a, t) => a.or(t),
         }
     }
 
@@ -778,6 +859,7 @@ impl WorkerCore {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick.is_multiple_of(FAIRNESS_TICKS) {
+            self.release_idle();
             self.publish_parked();
             self.fire_timers();
             self.poll_io_now();
@@ -830,10 +912,16 @@ impl WorkerCore {
                 self.shared.notify_idle();
                 return Some(task);
             }
+            let next_deadline = match (next_deadline, self.release_idle()) {
+                (Some(timer), Some(aging)) => Some(timer.min(aging)),
+                (timer, aging) => timer.or(aging),
+            };
             self.publish_parked();
             if !self.sleep(next_deadline) {
                 return None;
             }
+            // Parks from now on read a clock that counted the sleep.
+            self.release_idle();
         }
     }
 

@@ -273,9 +273,34 @@ struct State {
     free: [usize; KEYED_LISTS],
     /// Which lists are non-empty.
     occupied: Occupancy,
-    /// Regions mapped: (start, len).
+    /// Usable bytes of the slots in `free` (their pages may be resident), and the least of it
+    /// since the last [`trim`].
+    warm_bytes: usize,
+    warm_low: usize,
+    /// Released free slots, per list as `free`: their pages were given back to the system, so
+    /// each keeps its link in its region's link array instead of its own memory.
+    cold: [usize; KEYED_LISTS],
+    cold_occupied: Occupancy,
+    /// Regions mapped: (start, len), and each one's link array: a word per page of the region
+    /// (a `MAP_NORESERVE` mapping, backed only where cold slots' links are written).
     regions: [(usize, usize); MAX_REGIONS],
+    links: [usize; MAX_REGIONS],
     region_count: usize,
+}
+
+impl State {
+    /// Where the cold slot of `top` keeps its link: its region's link array, at the word of its
+    /// top page.
+    fn link_of(&self, top: usize) -> *mut usize {
+        let i = (0..self.region_count)
+            .find(|&i| {
+                let (start, len) = self.regions[i];
+                top.wrapping_sub(start).wrapping_sub(1) < len
+            })
+            .expect("a slot lies in a region");
+        let (start, _) = self.regions[i];
+        (self.links[i] + (top - 1 - start) / PAGE_SIZE * size_of::<usize>()) as *mut usize
+    }
 }
 
 struct Arena {
@@ -296,7 +321,12 @@ static ARENA: Arena = Arena {
         end: 0,
         free: [0; KEYED_LISTS],
         occupied: Occupancy::new(),
+        warm_bytes: 0,
+        warm_low: 0,
+        cold: [0; KEYED_LISTS],
+        cold_occupied: Occupancy::new(),
         regions: [(0, 0); MAX_REGIONS],
+        links: [0; MAX_REGIONS],
         region_count: 0,
     }),
     regions: AtomicUsize::new(0),
@@ -335,12 +365,18 @@ pub(crate) fn take(size: usize, placement: Placement) -> Option<usize> {
     ARENA
         .with(|st| {
             if let Some(list) = st.occupied.find(size, placement) {
-                let top = st.free[list];
-                // SAFETY: a free slot's link word lies in its own top page, which `give_back`
-                // wrote and nobody touched since.
-                let next = unsafe { ((top - LINK_OFFSET) as *const usize).read() };
-                st.free[list] = next;
-                st.occupied.set(list, next != 0);
+                let top = pop_warm(st, list);
+                st.warm_bytes -= size;
+                st.warm_low = st.warm_low.min(st.warm_bytes);
+                return Some(top);
+            }
+            if let Some(list) = st.cold_occupied.find(size, placement) {
+                let top = st.cold[list];
+                // SAFETY: `release` wrote the link of this cold slot there, and the link array
+                // is mapped for as long as its region.
+                let next = unsafe { st.link_of(top).read() };
+                st.cold[list] = next;
+                st.cold_occupied.set(list, next != 0);
                 return Some(top);
             }
             let top = match carve(st, size, placement) {
@@ -367,6 +403,17 @@ pub(crate) fn take(size: usize, placement: Placement) -> Option<usize> {
             Some(top)
         })
         .flatten()
+}
+
+/// Takes the first slot of warm list `list` (non-empty).
+fn pop_warm(st: &mut State, list: usize) -> usize {
+    let top = st.free[list];
+    // SAFETY: a free slot's link word lies in its own top page, which `give_back` wrote and
+    // nobody touched since.
+    let next = unsafe { ((top - LINK_OFFSET) as *const usize).read() };
+    st.free[list] = next;
+    st.occupied.set(list, next != 0);
+    top
 }
 
 /// Where the next slot of `size` goes in the current region: the lowest top where `placement`
@@ -401,7 +448,25 @@ fn map_region(st: &mut State, slot: usize) -> Option<()> {
         if p != libc::MAP_FAILED {
             // SAFETY: the region just mapped is ours; the advice only affects how it is backed.
             unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+            // The region's link array: a word per page, touched only where cold slots link.
+            // SAFETY: a fresh anonymous mapping, ours alone.
+            let links = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len / PAGE_SIZE * size_of::<usize>(),
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if links == libc::MAP_FAILED {
+                // SAFETY: the region just mapped, unused.
+                unsafe { libc::munmap(p, len) };
+                return None;
+            }
             st.regions[st.region_count] = (p as usize, len);
+            st.links[st.region_count] = links as usize;
             st.region_count += 1;
             ARENA.regions.fetch_add(1, Release);
             stats::arena_mapped();
@@ -443,8 +508,67 @@ pub(crate) unsafe fn give_back(top: usize, size: usize) -> bool {
             unsafe { ((top - LINK_OFFSET) as *mut usize).write(st.free[list]) };
             st.free[list] = top;
             st.occupied.set(list, true);
+            st.warm_bytes += size;
         })
         .is_some()
+}
+
+/// Returns the slot of `top` with `size` usable bytes with all of its pages released: it joins
+/// the cold free lists, its link kept in the region's link array. Slower than [`give_back`] (a
+/// system call), for stacks nobody is expected to need soon. Returns `false` if this thread is
+/// already inside the arena (the slot is then leaked, as for `give_back`).
+///
+/// # Safety
+/// As for [`give_back`].
+pub(crate) unsafe fn release(top: usize, size: usize) -> bool {
+    // SAFETY: per the contract the slot's usable part is ours and unused; the guard markers
+    // below it survive MADV_DONTNEED.
+    unsafe { libc::madvise((top - size) as *mut libc::c_void, size, libc::MADV_DONTNEED) };
+    push_cold(top, size)
+}
+
+fn push_cold(top: usize, size: usize) -> bool {
+    let list = list_of(size, top);
+    ARENA
+        .with(|st| {
+            // SAFETY: the link array of the slot's region is mapped, and its word for this slot
+            // belongs to this slot alone (one word per page, and no other slot has this top).
+            unsafe { st.link_of(top).write(st.cold[list]) };
+            st.cold[list] = top;
+            st.cold_occupied.set(list, true);
+        })
+        .is_some()
+}
+
+/// Releases about half of the warm free slots that stayed free since the last call (their
+/// pages resident since they were given back) and starts the next period: called by workers a
+/// few times a second, like `StackPool::trim`. Returns the usable bytes released. Normal
+/// context only (not the fault handler): one `madvise` per slot, outside the lock.
+pub(crate) fn trim() -> usize {
+    let excess = ARENA
+        .with(|st| {
+            let excess = st.warm_low / 2;
+            st.warm_low = st.warm_bytes;
+            excess
+        })
+        .unwrap_or(0);
+    let mut released = 0;
+    while released < excess {
+        let slot = ARENA.with(|st| {
+            let list = st.occupied.first_set(0, KEYED_LISTS)?;
+            let top = pop_warm(st, list);
+            let size = super::classes::size_of_list(list);
+            st.warm_bytes -= size;
+            st.warm_low = st.warm_low.min(st.warm_bytes);
+            Some((top, size))
+        });
+        let Some(Some((top, size))) = slot else { break };
+        // SAFETY: a free slot just taken off its list: ours alone, unused.
+        unsafe { libc::madvise((top - size) as *mut libc::c_void, size, libc::MADV_DONTNEED) };
+        push_cold(top, size);
+        released += size;
+    }
+    released
 }
 
 /// Whether `addr` lies in an arena region. Async-signal-safe (reads without the lock: regions

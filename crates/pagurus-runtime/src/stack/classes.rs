@@ -35,6 +35,11 @@ pub(super) fn list_of(size: usize, top: usize) -> usize {
     class * KEYS + (top / PAGE_SIZE) % KEYS
 }
 
+/// The usable size of the stacks of list `list`.
+pub(super) fn size_of_list(list: usize) -> usize {
+    PAGE_SIZE << (list / KEYS)
+}
+
 /// Which lists are non-empty: one bit per list.
 pub(super) struct Occupancy([u64; WORDS]);
 
@@ -81,7 +86,7 @@ impl Occupancy {
     }
 
     /// The first set bit in `lo..hi`.
-    fn first_set(&self, lo: usize, hi: usize) -> Option<usize> {
+    pub(super) fn first_set(&self, lo: usize, hi: usize) -> Option<usize> {
         let mut at = lo;
         while at < hi {
             let word = self.0[at / 64] >> (at % 64);

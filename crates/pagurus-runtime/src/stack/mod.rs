@@ -59,8 +59,8 @@ mod pool;
 mod running;
 mod system;
 
-pub(crate) use arena::prepare;
 pub use arena::{ARENA_GUARD_SIZE, ARENA_MAX_SIZE, guards};
+pub(crate) use arena::{prepare, trim as trim_arena};
 pub(crate) use mapping::Mapping;
 pub(crate) use pool::{Registration, StackPool, give_back, register_pool, take};
 pub use running::{StackInfo, current, ensure, remaining};
@@ -332,6 +332,23 @@ impl Stack {
             // SAFETY: per the contract the range is a whole mapping nobody else owns.
             unsafe { libc::munmap(start as *mut libc::c_void, len) };
             arena::mapping_gone();
+        }
+    }
+}
+
+impl Stack {
+    /// Frees the stack with its memory given back to the system now. (Dropping an arena stack
+    /// keeps its top page resident for the free list's link: cheaper to reuse, but resident.)
+    pub(crate) fn release(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        match this.kind {
+            Kind::Arena => {
+                // SAFETY: the slot came from `arena::take` and we own it; nobody uses it any
+                // more, and `this` is never dropped, so it is given back once.
+                unsafe { arena::release(this.top, this.size) };
+                stats::stack_unmapped(this.size);
+            }
+            Kind::Mapped => drop(std::mem::ManuallyDrop::into_inner(this)),
         }
     }
 }

@@ -48,6 +48,9 @@ pub(crate) struct StackPool {
     /// Larger stacks.
     large: [Option<Stack>; LARGE],
     pooled_bytes: usize,
+    /// The least `pooled_bytes` since the last [`trim`](StackPool::trim): stacks that much
+    /// stayed pooled, unused, the whole period.
+    low_bytes: usize,
     limit_bytes: usize,
     stats: stats::Local,
 }
@@ -61,6 +64,7 @@ impl StackPool {
             occupied: Occupancy::new(),
             large: std::array::from_fn(|_| None),
             pooled_bytes: 0,
+            low_bytes: 0,
             limit_bytes,
             stats: stats::Local::new(),
         }
@@ -95,6 +99,7 @@ impl StackPool {
         if size > KEYED_MAX_SIZE {
             let Some(slot) = self.large.iter_mut().find(|s| s.is_none()) else {
                 self.pooled_bytes -= size;
+                self.low_bytes = self.low_bytes.min(self.pooled_bytes);
                 self.stats.pooled(self.pooled_bytes);
                 return; // dropping frees it
             };
@@ -123,6 +128,7 @@ impl StackPool {
             }
         };
         self.pooled_bytes -= size;
+        self.low_bytes = self.low_bytes.min(self.pooled_bytes);
         self.stats.pooled(self.pooled_bytes);
         Some(stack)
     }
@@ -130,25 +136,64 @@ impl StackPool {
     /// [`StackPool::pop`] from the lists.
     #[inline(never)]
     fn pop_filed(&mut self, size: usize, placement: Placement) -> Option<Stack> {
-        Some(if size > KEYED_MAX_SIZE {
+        if size > KEYED_MAX_SIZE {
             self.large
                 .iter_mut()
                 .find(|s| {
                     s.as_ref()
                         .is_some_and(|s| s.size() == size && placement.accepts(s.top()))
                 })?
-                .take()?
+                .take()
         } else {
             let list = self.occupied.find(size, placement)?;
-            let stack = self.free[list].take()?;
-            let link = (stack.top() - LINK_OFFSET) as *const Option<Stack>;
-            // SAFETY: `give_back` wrote the next handle there when it pooled `stack`, and
-            // nothing has touched the pooled stack's memory since; reading it moves that handle
-            // out once.
-            self.free[list] = unsafe { ptr::read(link) };
-            self.occupied.set(list, self.free[list].is_some());
-            stack
-        })
+            self.pop_list(list)
+        }
+    }
+
+    /// The first stack of list `list`.
+    fn pop_list(&mut self, list: usize) -> Option<Stack> {
+        let stack = self.free[list].take()?;
+        let link = (stack.top() - LINK_OFFSET) as *const Option<Stack>;
+        // SAFETY: `give_back` wrote the next handle there when it pooled `stack`, and nothing has
+        // touched the pooled stack's memory since; reading it moves that handle out once.
+        self.free[list] = unsafe { ptr::read(link) };
+        self.occupied.set(list, self.free[list].is_some());
+        Some(stack)
+    }
+
+    /// Unmaps about half of the stack bytes that stayed pooled and unused since the last call,
+    /// and starts the next period. Called by a worker a few times a second while its pool holds
+    /// anything, so memory a burst left pooled goes back to the system within seconds once the
+    /// burst is over, while a steady churn keeps the stacks it keeps using. Returns the bytes
+    /// unmapped.
+    pub(crate) fn trim(&mut self) -> usize {
+        let excess = self.low_bytes / 2;
+        let mut released = 0;
+        while released < excess {
+            let Some(stack) = self.pop_any() else { break };
+            released += stack.size();
+            stack.release();
+        }
+        self.pooled_bytes -= released;
+        self.low_bytes = self.pooled_bytes;
+        self.stats.pooled(self.pooled_bytes);
+        released
+    }
+
+    /// Usable bytes of the stacks pooled now.
+    pub(crate) fn pooled_bytes(&self) -> usize {
+        self.pooled_bytes
+    }
+
+    /// Any pooled stack, the large ones first.
+    fn pop_any(&mut self) -> Option<Stack> {
+        if let Some(stack) = self.large.iter_mut().find_map(Option::take) {
+            return Some(stack);
+        }
+        match self.occupied.first_set(0, KEYED_LISTS) {
+            Some(list) => self.pop_list(list),
+            None => self.last.take(),
+        }
     }
 }
 
