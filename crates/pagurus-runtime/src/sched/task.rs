@@ -76,9 +76,11 @@ pub(crate) struct Header {
     pub(crate) parked_bytes: Cell<usize>,
     /// Home-thread only: counted among its worker's parked coroutines.
     pub(crate) parked: Cell<bool>,
-    /// Home-thread only: its worker's park clock when it last parked holding its stack (see
+    /// Home-thread only: its worker's park clock when it last parked holding its stack, and
+    /// the ticket of its entry in the worker's aging queue (0: none; see
     /// `WorkerCore::release_idle`).
     pub(crate) parked_epoch: Cell<u32>,
+    pub(crate) aging_ticket: Cell<u32>,
     /// Home-thread only: its start size came from its spawn site's learned size (or a probe of
     /// it), so its finish teaches the site something (`sched/sizing.rs`).
     pub(crate) sized: Cell<bool>,
@@ -109,6 +111,7 @@ impl Header {
             parked_bytes: Cell::new(0),
             parked: Cell::new(false),
             parked_epoch: Cell::new(0),
+            aging_ticket: Cell::new(0),
             sized: Cell::new(false),
         }
     }

@@ -176,10 +176,13 @@ pub(crate) struct WorkerCore {
     parked_bytes: Cell<usize>,
     /// Coroutines of this worker parked now (published in `stats`).
     parked_count: Cell<u64>,
-    /// Parked coroutines that kept their stack, oldest park first, as (slot in `live`, park
-    /// clock at the park): compacted once parked for `Config::idle_compaction` (`release_idle`).
-    /// Entries of coroutines woken since are dropped when they reach the front.
-    aging: RefCell<VecDeque<(usize, u32)>>,
+    /// Coroutines that parked holding their stack, as (slot in `live`, ticket, park clock at
+    /// the park), oldest first: looked at once parked for `Config::idle_compaction`
+    /// (`release_idle`). A coroutine has at most one entry (its header holds the ticket), so
+    /// one that parks and wakes all the time costs one entry per period, not one per park.
+    aging: RefCell<VecDeque<(usize, u32, u32)>>,
+    /// The last ticket given to an aging entry (never 0).
+    aging_ticket: Cell<u32>,
     /// The park clock: `idle_compaction / AGE_EPOCHS` per tick, counted from `epoch_origin`;
     /// read at fairness ticks, before and after sleeping. `None`: idle compaction is off (or
     /// this is a `block_on` thread).
@@ -246,6 +249,7 @@ impl WorkerCore {
             parked_bytes: Cell::new(0),
             parked_count: Cell::new(0),
             aging: RefCell::new(VecDeque::new()),
+            aging_ticket: Cell::new(0),
             epoch_len,
             epoch: Cell::new(0),
             epoch_origin: Instant::now(),
@@ -578,9 +582,9 @@ impl WorkerCore {
                 if self.epoch_len.is_some() {
                     let epoch = self.epoch.get();
                     header.parked_epoch.set(epoch);
-                    self.aging
-                        .borrow_mut()
-                        .push_back((header.slot.get(), epoch));
+                    if header.aging_ticket.get() == 0 {
+                        self.enqueue_aging(header, epoch);
+                    }
                 }
             } else {
                 self.compact(header);
@@ -605,7 +609,7 @@ impl WorkerCore {
         let now = u32::try_from(ticks).unwrap_or(u32::MAX);
         let new_tick = now != self.epoch.replace(now);
         let mut aging = self.aging.borrow_mut();
-        while let Some(&(slot, epoch)) = aging.front() {
+        while let Some(&(slot, ticket, epoch)) = aging.front() {
             if now.wrapping_sub(epoch) < AGE_EPOCHS {
                 break;
             }
@@ -613,15 +617,20 @@ impl WorkerCore {
             let live = self.live.borrow();
             let Some(task) = live.get(slot) else { continue };
             let header = task.header();
-            // Still the same park (not woken and parked again since, nor another coroutine
-            // in a reused slot), and still holding its stack.
-            if header.parked.get()
-                && header.parked_epoch.get() == epoch
-                && header.parked_bytes.get() != 0
-            {
+            if header.aging_ticket.get() != ticket {
+                continue; // the entry of a coroutine that finished (its slot reused since)
+            }
+            if !header.parked.get() || header.parked_bytes.get() == 0 {
+                // Running or woken, or compacted already: its next park queues it again.
+                header.aging_ticket.set(0);
+            } else if now.wrapping_sub(header.parked_epoch.get()) >= AGE_EPOCHS {
+                header.aging_ticket.set(0);
                 let bytes = header.parked_bytes.replace(0);
                 self.parked_bytes.set(self.parked_bytes.get() - bytes);
                 self.compact(header);
+            } else {
+                // Woken and parked again since: wait for that park to age.
+                aging.push_back((slot, ticket, header.parked_epoch.get()));
             }
         }
         let mut pool = self.pool.borrow_mut();
@@ -631,13 +640,24 @@ impl WorkerCore {
         }
         let aged = aging
             .front()
-            .map(|&(_, oldest)| self.epoch_origin + len * oldest.saturating_add(AGE_EPOCHS));
+            .map(|&(_, _, oldest)| self.epoch_origin + len * oldest.saturating_add(AGE_EPOCHS));
         let trimmed =
             (pool.pooled_bytes() != 0).then(|| self.epoch_origin + len * now.saturating_add(1));
         match (aged, trimmed) {
             (Some(a), Some(t)) => Some(a.min(t)),
             (a, t) => a.or(t),
         }
+    }
+
+    /// Gives a coroutine parked at `epoch` its entry in the aging queue.
+    #[cold]
+    fn enqueue_aging(&self, header: &Header, epoch: u32) {
+        let ticket = self.aging_ticket.get().wrapping_add(1).max(1);
+        self.aging_ticket.set(ticket);
+        header.aging_ticket.set(ticket);
+        self.aging
+            .borrow_mut()
+            .push_back((header.slot.get(), ticket, epoch));
     }
 
     /// Publishes the parked coroutines' count and stack bytes in `stats` (at every tick of the
