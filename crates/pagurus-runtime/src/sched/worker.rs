@@ -640,13 +640,20 @@ impl WorkerCore {
         }
         let aged = aging
             .front()
-            .map(|&(_, _, oldest)| self.epoch_origin + len * oldest.saturating_add(AGE_EPOCHS));
-        let trimmed =
-            (pool.pooled_bytes() != 0).then(|| self.epoch_origin + len * now.saturating_add(1));
+            .and_then(|&(_, _, oldest)| self.tick_at(len, oldest.saturating_add(AGE_EPOCHS)));
+        let trimmed = (pool.pooled_bytes() != 0)
+            .then(|| self.tick_at(len, now.saturating_add(1)))
+            .flatten();
         match (aged, trimmed) {
             (Some(a), Some(t)) => Some(a.min(t)),
             (a, t) => a.or(t),
         }
+    }
+
+    /// When the park clock reaches `tick` (`None`: beyond any `Instant`, for a period of
+    /// centuries).
+    fn tick_at(&self, len: Duration, tick: u32) -> Option<Instant> {
+        self.epoch_origin.checked_add(len.checked_mul(tick)?)
     }
 
     /// Gives a coroutine parked at `epoch` its entry in the aging queue.
