@@ -119,21 +119,41 @@ impl Names {
                 },
             });
         } else if let Some(outer) = out.last_mut()
-            && outer
+            && let Some(short) = outer
                 .frame
                 .function
                 .as_deref()
-                .is_some_and(|f| !f.contains("::"))
-            && let Some(qualified) = symbol()
+                .filter(|f| !f.contains("::"))
+            && let Some(qualified) = symbol().filter(|q| last_segment(q) == last_segment(short))
         {
             // Line tables alone (`debug = "line-tables-only"`) name functions without their
-            // path; the symbol table has the physical (outermost) frame's full name.
+            // path; the symbol table has the physical (outermost) frame's full name, when the
+            // nearest symbol is that function (a function without a symbol of its own would
+            // get its neighbour's).
             outer.frame.function = Some(qualified);
         }
         for named in &mut out[before..] {
             named.internal |= super::is_internal(&named.frame);
         }
     }
+}
+
+/// A function name's last path segment without generic arguments: `recv` for both `recv<u32>`
+/// and `pagurus_runtime::channel::Receiver<T>::recv`.
+fn last_segment(name: &str) -> &str {
+    let mut depth = 0usize;
+    let mut start = 0;
+    let bytes = name.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'<' => depth += 1,
+            b'>' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => start = i + 2,
+            _ => {}
+        }
+    }
+    let last = &name[start.min(name.len())..];
+    last.split('<').next().unwrap_or(last)
 }
 
 /// A frame as named, with whether it is the runtime's own (folded away in a dump).
@@ -235,5 +255,30 @@ impl Symbolizer {
             }
             None => out.push(unknown),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_segments_and_internal_files() {
+        assert_eq!(last_segment("recv<u32>"), "recv");
+        assert_eq!(
+            last_segment("pagurus_runtime::channel::Receiver<T>::recv"),
+            "recv"
+        );
+        assert_eq!(last_segment("my_server::handle_client"), "handle_client");
+        assert_eq!(last_segment("<a::B as c::D<e::F>>::call"), "call");
+        assert_eq!(last_segment("plain"), "plain");
+        assert!(internal_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/sched/park.rs"
+        )));
+        assert!(internal_file(
+            "/rustc/0123abcd/library/std/src/panicking.rs"
+        ));
+        assert!(!internal_file("/home/me/server/src/main.rs"));
     }
 }

@@ -237,7 +237,7 @@ impl WorkerCore {
             .config
             .idle_compaction
             .filter(|_| index.is_some())
-            .map(|after| after / AGE_EPOCHS);
+            .map(|after| (after / AGE_EPOCHS).max(Duration::from_millis(1)));
         WorkerCore {
             shared,
             index,
@@ -605,8 +605,12 @@ impl WorkerCore {
     /// there do not stay resident for good.
     fn release_idle(&self) -> Option<Instant> {
         let len = self.epoch_len?;
-        let ticks = self.epoch_origin.elapsed().as_nanos() / len.as_nanos().max(1);
-        let now = u32::try_from(ticks).unwrap_or(u32::MAX);
+        let elapsed = self.epoch_origin.elapsed().as_nanos();
+        let len_nanos = len.as_nanos();
+        // The clock wraps (after 34 years of quarter seconds); ages are wrapping differences.
+        let now = (elapsed / len_nanos) as u32;
+        let into_tick = Duration::from_nanos((elapsed % len_nanos) as u64);
+        let next_tick = Instant::now() + (len - into_tick);
         let new_tick = now != self.epoch.replace(now);
         let mut aging = self.aging.borrow_mut();
         while let Some(&(slot, ticket, epoch)) = aging.front() {
@@ -625,9 +629,13 @@ impl WorkerCore {
                 header.aging_ticket.set(0);
             } else if now.wrapping_sub(header.parked_epoch.get()) >= AGE_EPOCHS {
                 header.aging_ticket.set(0);
-                let bytes = header.parked_bytes.replace(0);
-                self.parked_bytes.set(self.parked_bytes.get() - bytes);
                 self.compact(header);
+                // Not compacted (pinned by an offloaded call, or frames that cannot be walked):
+                // it still holds its stack and stays counted.
+                if !header.ctx.has_stack() {
+                    let bytes = header.parked_bytes.replace(0);
+                    self.parked_bytes.set(self.parked_bytes.get() - bytes);
+                }
             } else {
                 // Woken and parked again since: wait for that park to age.
                 aging.push_back((slot, ticket, header.parked_epoch.get()));
@@ -638,22 +646,18 @@ impl WorkerCore {
             pool.trim();
             stack::trim_arena();
         }
-        let aged = aging
-            .front()
-            .and_then(|&(_, _, oldest)| self.tick_at(len, oldest.saturating_add(AGE_EPOCHS)));
-        let trimmed = (pool.pooled_bytes() != 0)
-            .then(|| self.tick_at(len, now.saturating_add(1)))
-            .flatten();
+        // The front entry is due AGE_EPOCHS ticks after its own (fewer than that are left).
+        let aged = aging.front().map(|&(_, _, oldest)| {
+            let left = AGE_EPOCHS - now.wrapping_sub(oldest).min(AGE_EPOCHS - 1);
+            next_tick + len * (left - 1)
+        });
+        // Memory left to give back: look again at the next tick.
+        let trimmed =
+            (pool.pooled_bytes() != 0 || stack::arena_warm_bytes() != 0).then_some(next_tick);
         match (aged, trimmed) {
             (Some(a), Some(t)) => Some(a.min(t)),
             (a, t) => a.or(t),
         }
-    }
-
-    /// When the park clock reaches `tick` (`None`: beyond any `Instant`, for a period of
-    /// centuries).
-    fn tick_at(&self, len: Duration, tick: u32) -> Option<Instant> {
-        self.epoch_origin.checked_add(len.checked_mul(tick)?)
     }
 
     /// Gives a coroutine parked at `epoch` its entry in the aging queue.
@@ -803,30 +807,40 @@ impl WorkerCore {
         if shutdown {
             self.handle.send(Msg::Shutdown);
         }
-        let mut queued: Vec<TaskRef> = Vec::new();
+        // `local` also holds started coroutines woken here (`live` lists those). Read before
+        // anything goes back where a thief may take and start it: only this thread may look at
+        // a task's context, and only while no other worker can have started it.
+        let mut queued: Vec<TaskRef> = self
+            .local
+            .borrow()
+            .iter()
+            .filter(|t| !t.header().ctx.has_stack() && !t.header().parked.get())
+            .cloned()
+            .collect();
+        // The lifo slot, the deque and the injector hold only unstarted coroutines.
+        let lifo = self.lifo.take();
+        queued.extend(lifo.clone());
+        self.lifo.set(lifo);
         if let Some(deque) = &self.deque {
-            let mut moved = false;
-            loop {
+            // At most what the injector held when we looked (plus one round), however fast
+            // others keep spawning into it.
+            for _ in 0..=self.shared.injector.len() {
                 match self.shared.injector.steal_batch(deque) {
-                    Steal::Success(()) => moved = true,
+                    Steal::Success(()) => {}
                     Steal::Empty => break,
                     Steal::Retry => {}
                 }
             }
-            if moved {
-                self.shared.notify_idle();
-            }
+            let from = queued.len();
             queued.extend(std::iter::from_fn(|| deque.pop()));
-            for task in &queued {
+            for task in &queued[from..] {
                 deque.push(task.clone());
             }
+            if queued.len() > from {
+                // A thief that looked while the deque was empty may have gone to sleep.
+                self.shared.notify_idle();
+            }
         }
-        let lifo = self.lifo.take();
-        queued.extend(lifo.clone());
-        self.lifo.set(lifo);
-        queued.extend(self.local.borrow().iter().cloned());
-        // `local` also holds started coroutines woken here: `live` lists those.
-        queued.retain(|t| !t.header().ctx.has_stack() && !t.header().parked.get());
         (queued, tickets)
     }
 

@@ -368,6 +368,7 @@ pub(crate) fn take(size: usize, placement: Placement) -> Option<usize> {
                 let top = pop_warm(st, list);
                 st.warm_bytes -= size;
                 st.warm_low = st.warm_low.min(st.warm_bytes);
+                WARM_BYTES.store(st.warm_bytes, Relaxed);
                 return Some(top);
             }
             if let Some(list) = st.cold_occupied.find(size, placement) {
@@ -509,6 +510,7 @@ pub(crate) unsafe fn give_back(top: usize, size: usize) -> bool {
             st.free[list] = top;
             st.occupied.set(list, true);
             st.warm_bytes += size;
+            WARM_BYTES.store(st.warm_bytes, Relaxed);
         })
         .is_some()
 }
@@ -540,11 +542,42 @@ fn push_cold(top: usize, size: usize) -> bool {
         .is_some()
 }
 
-/// Releases about half of the warm free slots that stayed free since the last call (their
+/// Usable bytes of the warm free slots (their pages may still be resident).
+pub(crate) fn warm_bytes() -> usize {
+    WARM_BYTES.load(Relaxed)
+}
+
+/// [`State::warm_bytes`], readable without the lock.
+static WARM_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// When the arena was last trimmed (`TRIM_PERIOD`s since the first trim), so that many workers
+/// trimming at their own ticks trim it once per period.
+static LAST_TRIM: AtomicUsize = AtomicUsize::new(0);
+static TRIM_ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+const TRIM_PERIOD: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Slots one call releases at most: a trim is a few milliseconds of system calls, not a stall.
+const TRIM_MAX_SLOTS: usize = 4096;
+
+/// Releases about half of the warm free slots that stayed free since the last trim (their
 /// pages resident since they were given back) and starts the next period: called by workers a
-/// few times a second, like `StackPool::trim`. Returns the usable bytes released. Normal
-/// context only (not the fault handler): one `madvise` per slot, outside the lock.
+/// few times a second, like `StackPool::trim`, and done at most once per [`TRIM_PERIOD`] for
+/// the process, at most [`TRIM_MAX_SLOTS`] slots at a time. Returns the usable bytes released.
+/// Normal context only (not the fault handler): one `madvise` per slot, outside the lock.
 pub(crate) fn trim() -> usize {
+    if warm_bytes() == 0 {
+        return 0;
+    }
+    let origin = *TRIM_ORIGIN.get_or_init(std::time::Instant::now);
+    let period = (origin.elapsed().as_millis() / TRIM_PERIOD.as_millis()) as usize + 1;
+    let last = LAST_TRIM.load(Relaxed);
+    if last >= period
+        || LAST_TRIM
+            .compare_exchange(last, period, Relaxed, Relaxed)
+            .is_err()
+    {
+        return 0;
+    }
     let excess = ARENA
         .with(|st| {
             let excess = st.warm_low / 2;
@@ -553,13 +586,16 @@ pub(crate) fn trim() -> usize {
         })
         .unwrap_or(0);
     let mut released = 0;
-    while released < excess {
+    let mut slots = 0;
+    while released < excess && slots < TRIM_MAX_SLOTS {
+        slots += 1;
         let slot = ARENA.with(|st| {
             let list = st.occupied.first_set(0, KEYED_LISTS)?;
             let top = pop_warm(st, list);
             let size = super::classes::size_of_list(list);
             st.warm_bytes -= size;
             st.warm_low = st.warm_low.min(st.warm_bytes);
+            WARM_BYTES.store(st.warm_bytes, Relaxed);
             Some((top, size))
         });
         let Some(Some((top, size))) = slot else { break };

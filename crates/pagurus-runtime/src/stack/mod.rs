@@ -60,7 +60,7 @@ mod running;
 mod system;
 
 pub use arena::{ARENA_GUARD_SIZE, ARENA_MAX_SIZE, guards};
-pub(crate) use arena::{prepare, trim as trim_arena};
+pub(crate) use arena::{prepare, trim as trim_arena, warm_bytes as arena_warm_bytes};
 pub(crate) use mapping::Mapping;
 pub(crate) use pool::{Registration, StackPool, give_back, register_pool, take};
 pub use running::{StackInfo, current, ensure, remaining};
