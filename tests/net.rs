@@ -569,3 +569,69 @@ fn std_conversions_and_raw_descriptors() {
         let _ = udp.into_raw_fd(); // leaked on purpose: closing it is the caller's job
     });
 }
+
+/// A read that returns less than asked leaves the socket known to be drained, so the next read
+/// parks without a system call; an end of stream that arrived before that short read must still
+/// end the next one (no new edge will announce it). Also a short read followed by more data.
+#[test]
+fn short_read_then_queued_end_of_stream_or_more_data() {
+    let _w = watchdog(60);
+    let rt = runtime(2);
+    rt.block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (sent_tx, sent_rx) = pagurus::channel::bounded::<()>(0);
+        let (more_tx, more_rx) = pagurus::channel::bounded::<()>(0);
+        let (go_tx, go_rx) = pagurus::channel::bounded::<()>(0);
+        let peer = spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            go_rx.recv().unwrap();
+            // First connection: data and the end of stream, both queued before any read.
+            conn.write_all(b"0123456789").unwrap();
+            conn.shutdown(Shutdown::Write).unwrap();
+            sent_tx.send(()).unwrap();
+            let (mut conn2, _) = listener.accept().unwrap();
+            conn2.write_all(b"abc").unwrap();
+            more_rx.recv().unwrap();
+            conn2.write_all(b"defg").unwrap();
+        });
+        let mut client = TcpStream::connect(addr).unwrap();
+        // The client's socket is registered by a read that would block, before anything comes.
+        client
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        assert_eq!(
+            client.read(&mut [0; 4]).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        client.set_read_timeout(None).unwrap();
+        go_tx.send(()).unwrap();
+        sent_rx.recv().unwrap();
+        // Let the end of stream reach the socket and the poller before the short read.
+        pagurus::time::sleep(Duration::from_millis(50));
+        let mut buf = [0; 100];
+        assert_eq!(client.read(&mut buf).unwrap(), 10);
+        assert_eq!(&buf[..10], b"0123456789");
+        assert_eq!(
+            client.read(&mut buf).unwrap(),
+            0,
+            "end of stream after a short read"
+        );
+
+        let mut second = TcpStream::connect(addr).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let n = second.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        more_tx.send(()).unwrap();
+        // Drained after "abc": this read parks until "defg" arrives.
+        while got.len() < 7 {
+            let n = second.read(&mut buf).unwrap();
+            assert_ne!(n, 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"abcdefg");
+        peer.join().unwrap();
+    });
+}

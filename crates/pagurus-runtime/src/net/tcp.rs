@@ -253,16 +253,27 @@ impl From<net::TcpStream> for TcpStream {
 }
 
 impl Read for &TcpStream {
+    /// A read that returns less than `buf` holds emptied the socket's receive queue: the next
+    /// read parks at once (until the poller reports new data) instead of first failing a
+    /// system call with `EAGAIN`.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner
-            .io(Direction::Read, self.timeouts.read(), |mut s| s.read(buf))
+        let len = buf.len();
+        self.inner.io_draining(
+            Direction::Read,
+            self.timeouts.read(),
+            |mut s| s.read(buf),
+            |&n| n > 0 && n < len,
+        )
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.inner
-            .io(Direction::Read, self.timeouts.read(), |mut s| {
-                s.read_vectored(bufs)
-            })
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        self.inner.io_draining(
+            Direction::Read,
+            self.timeouts.read(),
+            |mut s| s.read_vectored(bufs),
+            |&n| n > 0 && n < len,
+        )
     }
 }
 

@@ -63,6 +63,11 @@
 //! reports a new edge for any readiness that appears after the system call failed, and a
 //! registration made after the failed call reports the current state at once (`EPOLL_CTL_ADD`).
 //!
+//! A stream read that returns less than it asked for drained the socket: it clears the plain
+//! readable flag as step 3 would (never an end of stream or error already reported, which no
+//! new edge would announce again), and an operation whose direction is known not ready skips
+//! step 2 (`IoSource::io_draining`).
+//!
 //! # Who polls
 //!
 //! An idle worker blocks in its poller with the nearest timer as timeout and dispatches what it
@@ -294,9 +299,14 @@ impl ScheduledIo {
 
     /// Clears `dir`'s flags if no event arrived since `snapshot` was read; `false` if one did.
     fn clear(&self, dir: Direction, snapshot: usize) -> bool {
+        self.clear_flags(dir.mask(), snapshot)
+    }
+
+    /// Clears `flags` if no event arrived since `snapshot` was read; `false` if one did.
+    fn clear_flags(&self, flags: usize, snapshot: usize) -> bool {
         self.readiness
             .fetch_update(AcqRel, Acquire, |r| {
-                (r & !FLAGS == snapshot & !FLAGS).then_some(r & !dir.mask())
+                (r & !FLAGS == snapshot & !FLAGS).then_some(r & !flags)
             })
             .is_ok()
     }
@@ -436,18 +446,50 @@ impl<S: AsRawFd> IoSource<S> {
         &self,
         dir: Direction,
         timeout: Option<std::time::Duration>,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.io_draining(dir, timeout, op, |_| false)
+    }
+
+    /// [`IoSource::io`] for an operation that can tell from its result that it emptied the
+    /// descriptor (`drained`: a stream read that returned less than it asked for). Then the
+    /// direction's readiness is cleared as after a `WouldBlock` (if no event arrived since the
+    /// snapshot), so the next operation parks without first making a system call that would
+    /// fail. An operation whose direction is known not ready skips its system call the same
+    /// way: the edge that makes it ready again sets the flag (module docs, "No lost wake-ups").
+    pub(crate) fn io_draining<R>(
+        &self,
+        dir: Direction,
+        timeout: Option<std::time::Duration>,
         mut op: impl FnMut(&S) -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
         let mut deadline: Option<Option<Instant>> = None;
         loop {
-            let snapshot = self
+            let registered = self
                 .registration
                 .get()
-                .map_or(0, |r| r.io.readiness.load(Acquire));
-            match op(&self.source) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                done => return done,
+                .filter(|r| super::can_park() && !r.io.is_orphaned());
+            let snapshot = registered.map_or(0, |r| r.io.readiness.load(Acquire));
+            let known_not_ready = registered.is_some() && snapshot & (dir.mask() | ORPHANED) == 0;
+            if !known_not_ready {
+                match op(&self.source) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(done) => {
+                        if let Some(registration) = registered
+                            && drained(&done)
+                        {
+                            // Only the plain readiness: an end of stream or an error already
+                            // reported stays (the read after the data returns it at once, and
+                            // no new edge would announce it again).
+                            let plain = dir.mask() & !(READ_CLOSED | WRITE_CLOSED | ERROR);
+                            registration.io.clear_flags(plain, snapshot);
+                        }
+                        return Ok(done);
+                    }
+                    Err(err) => return Err(err),
+                }
             }
             let deadline = *deadline
                 .get_or_insert_with(|| timeout.and_then(|t| Instant::now().checked_add(t)));
