@@ -271,12 +271,20 @@ impl Builder {
     ///     .idle_compaction(Some(Duration::from_millis(20)))
     ///     .build()
     ///     .unwrap();
-    /// let before = pagurus::stats().compactions;
     /// rt.block_on(|| {
     ///     // Far under the budget, but parked for longer than 20 ms.
-    ///     pagurus::spawn(|| pagurus::time::sleep(Duration::from_millis(200))).join().unwrap();
+    ///     let h = pagurus::spawn(|| pagurus::time::sleep(Duration::from_millis(500)));
+    ///     loop {
+    ///         let dump = pagurus::dump();
+    ///         let c = dump.coroutines().iter().find(|c| c.id == h.id());
+    ///         let c = c.expect("still sleeping: it should have been compacted by now");
+    ///         if c.stack.size == 0 && c.stack.used > 0 {
+    ///             break; // compacted: its live bytes in a heap image, no stack held
+    ///         }
+    ///         pagurus::time::sleep(Duration::from_millis(5));
+    ///     }
+    ///     h.join().unwrap();
     /// });
-    /// assert!(pagurus::stats().compactions > before);
     /// ```
     pub fn idle_compaction(mut self, after: Option<Duration>) -> Builder {
         self.idle_compaction = after;

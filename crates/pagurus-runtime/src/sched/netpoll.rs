@@ -466,12 +466,14 @@ impl<S: AsRawFd> IoSource<S> {
     ) -> io::Result<R> {
         let mut deadline: Option<Option<Instant>> = None;
         loop {
-            let registered = self
-                .registration
-                .get()
-                .filter(|r| super::can_park() && !r.io.is_orphaned());
+            let registered = self.registration.get();
             let snapshot = registered.map_or(0, |r| r.io.readiness.load(Acquire));
-            let known_not_ready = registered.is_some() && snapshot & (dir.mask() | ORPHANED) == 0;
+            // An orphaned registration has ORPHANED in every direction's view; where nothing can
+            // park, the operation is tried and waited for in poll(2) as before. (`can_park`, a
+            // thread-local read, only on this path.)
+            let known_not_ready = registered.is_some()
+                && snapshot & (dir.mask() | ORPHANED) == 0
+                && super::can_park();
             if !known_not_ready {
                 match op(&self.source) {
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
