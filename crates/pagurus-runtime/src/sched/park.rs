@@ -148,9 +148,14 @@ pub(crate) fn park_until(deadline: Instant, reason: WaitReason) -> Parked {
 /// Parks the running coroutine of `core` with a timer at `deadline`; also says whether the
 /// timer fired (so the deadline has passed, without reading the clock).
 fn park_timer(core: &WorkerCore, deadline: Instant, reason: WaitReason) -> (Parked, bool) {
-    let task = super::current_task().expect("a worker's parker is its running coroutine");
+    let ctx = super::scheduled_context(BLOCKING_CALL);
+    let task = core
+        .current_task()
+        .expect("a worker's parker is its running coroutine");
     let key = core.add_timer(deadline, task);
-    let parked = park_coroutine(reason);
+    // SAFETY: `scheduled_context` checked that we run on the stack of the worker's current
+    // coroutine, which is the innermost context of this thread (so it is alive).
+    let parked = unsafe { suspend_parked(core, &*ctx, reason) };
     let fired = !core.cancel_timer(key);
     (parked, fired)
 }
@@ -158,16 +163,20 @@ fn park_timer(core: &WorkerCore, deadline: Instant, reason: WaitReason) -> (Park
 /// Sleeps until `deadline`: [`park_until`] in a loop that ends at the deadline (`Cancelled` if
 /// the runtime is being dropped).
 pub(crate) fn sleep_until(deadline: Instant) -> Parked {
+    sleep_from(Instant::now(), deadline)
+}
+
+/// [`sleep_until`] for a caller that has just read the clock (`sleep(dur)`): one read fewer.
+pub(crate) fn sleep_from(now: Instant, deadline: Instant) -> Parked {
     let Some(core) = WorkerCore::current() else {
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Parked::Woken;
-            }
+        let mut now = now;
+        while now < deadline {
             thread::park_timeout(deadline - now);
+            now = Instant::now();
         }
+        return Parked::Woken;
     };
-    if deadline <= Instant::now() {
+    if deadline <= now {
         return Parked::Woken;
     }
     loop {
@@ -185,13 +194,24 @@ pub(crate) fn sleep_until(deadline: Instant) -> Parked {
 #[inline]
 fn park_coroutine(reason: WaitReason) -> Parked {
     let ctx = super::scheduled_context(BLOCKING_CALL);
+    let core = WorkerCore::current().expect("scheduled_context found a worker");
     // SAFETY: `scheduled_context` checked that we run on the stack of the worker's current
     // coroutine, which is the innermost context of this thread (so it is alive).
-    let ctx = unsafe { &*ctx };
-    if let Some(core) = WorkerCore::current() {
-        core.set_wait_reason(reason);
-    }
-    // SAFETY: as above: we are that context's coroutine, on its stack.
+    unsafe { suspend_parked(core, &*ctx, reason) }
+}
+
+/// Parks the running coroutine of `core`, whose context is `ctx`.
+///
+/// # Safety
+/// `ctx` is the context `scheduled_context` returned on this coroutine's stack.
+#[inline]
+unsafe fn suspend_parked(
+    core: &WorkerCore,
+    ctx: &crate::coroutine::Context,
+    reason: WaitReason,
+) -> Parked {
+    core.set_wait_reason(reason);
+    // SAFETY: per the contract, we are that context's coroutine, on its stack.
     let arg = unsafe { crate::coroutine::suspend(ctx, Suspend::Park) };
     if ctx.should_raise_cancel(arg) {
         Parked::Cancelled

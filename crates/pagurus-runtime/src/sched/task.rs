@@ -184,6 +184,43 @@ pub(crate) fn wake(task: &TaskRef) {
     }
 }
 
+/// [`wake`] for a caller that gives up its reference (a fired timer): saves the count's
+/// increment and decrement.
+#[inline]
+pub(crate) fn wake_owned(task: TaskRef) {
+    let header = task.header();
+    if !header.state.wake() {
+        return;
+    }
+    // SAFETY: as in `wake`.
+    let Some(home) = (unsafe { (*header.home.get()).as_ref() }) else {
+        unreachable!("a parked task always has a home worker")
+    };
+    // The common case (a timer fired by the task's own worker) moves the reference into the
+    // worker's queue; only a wake-up from elsewhere pays for a clone of `home`.
+    match super::worker::home_core(home) {
+        Some(core) => core.push_woken(task),
+        None => {
+            let home = home.clone();
+            schedule_woken(&home, task);
+        }
+    }
+}
+
+/// Cache lines the reference counts and the header span (a line more when the allocation is not
+/// line-aligned).
+const HEADER_LINES: usize =
+    (2 * std::mem::size_of::<usize>() + std::mem::size_of::<Header>()).div_ceil(64);
+
+/// Starts loading the task's header into the cache, before a batch of wake-ups or resumes gets
+/// to it.
+#[inline]
+pub(crate) fn prefetch(task: &TaskRef) {
+    // The allocation starts with the two reference counts.
+    let start = Arc::as_ptr(task) as *const u8 as usize - 2 * std::mem::size_of::<usize>();
+    crate::arch::prefetch::<HEADER_LINES>(start);
+}
+
 /// What a spawned closure turns into.
 enum Stage<F, T> {
     Pending(F),

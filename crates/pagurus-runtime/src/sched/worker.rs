@@ -145,11 +145,17 @@ impl WorkerHandle {
     }
 }
 
+/// The calling thread's core, if it is `home`.
+#[inline]
+pub(crate) fn home_core(home: &Arc<WorkerHandle>) -> Option<&'static WorkerCore> {
+    WorkerCore::current().filter(|core| Arc::ptr_eq(&core.handle, home))
+}
+
 /// Queues a woken task on its home worker.
 #[inline]
 pub(crate) fn schedule_woken(home: &Arc<WorkerHandle>, task: TaskRef) {
-    match WorkerCore::current() {
-        Some(core) if Arc::ptr_eq(&core.handle, home) => core.local.borrow_mut().push_back(task),
+    match home_core(home) {
+        Some(core) => core.push_woken(task),
         // A channel send may wake a thread and initialise crossbeam's thread-locals: more stack
         // than a 4 KiB coroutine has to spare.
         _ => on_system_stack(|| home.send(Msg::Run(task))),
@@ -344,6 +350,12 @@ impl WorkerCore {
         self.timers.borrow_mut().arm(deadline, task)
     }
 
+    /// Queues a coroutine this worker woke.
+    #[inline]
+    pub(crate) fn push_woken(&self, task: TaskRef) {
+        self.local.borrow_mut().push_back(task);
+    }
+
     /// Disarms a timer; `false` if it fired already.
     pub(crate) fn cancel_timer(&self, key: TimerKey) -> bool {
         self.timers.borrow_mut().cancel(key)
@@ -362,9 +374,14 @@ impl WorkerCore {
             .borrow_mut()
             .fire(Instant::now(), |task| due.push(task));
         // Woken outside the borrow: a wake may drop the last reference to a task.
-        for task in due.drain(..) {
-            super::task::wake(&task);
+        let mut woken = due.drain(..);
+        while let Some(task) = woken.next() {
+            if let Some(ahead) = woken.as_slice().get(3) {
+                super::task::prefetch(ahead);
+            }
+            super::task::wake_owned(task);
         }
+        drop(woken);
         self.due_timers.set(due);
         next
     }
@@ -924,9 +941,17 @@ impl WorkerCore {
                 }
             }
             self.lifo_streak.set(0);
-            if let Some(task) = self.local.borrow_mut().pop_front() {
+            let mut local = self.local.borrow_mut();
+            if let Some(task) = local.pop_front() {
+                if let Some(next) = local.front() {
+                    next.header().ctx.prefetch();
+                }
+                if let Some(after) = local.get(1) {
+                    super::task::prefetch(after);
+                }
                 return Some(task);
             }
+            drop(local);
             if let Some(task) = self.lifo.take().or_else(|| self.pop_deque()) {
                 match self.place(task) {
                     Some(task) => return Some(task),

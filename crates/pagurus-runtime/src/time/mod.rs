@@ -30,8 +30,13 @@ use crate::sched::park::{self, Parked, raise_cancelled};
 /// });
 /// ```
 pub fn sleep(dur: Duration) {
-    match Instant::now().checked_add(dur) {
-        Some(deadline) => sleep_until(deadline),
+    let now = Instant::now();
+    match now.checked_add(dur) {
+        Some(deadline) => {
+            if park::sleep_from(now, deadline) == Parked::Cancelled {
+                raise_cancelled();
+            }
+        }
         // Further away than `Instant` can say: forever, for any purpose.
         None => loop {
             sleep_until(Instant::now() + Duration::from_secs(86_400 * 365));

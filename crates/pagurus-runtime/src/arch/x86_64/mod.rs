@@ -404,3 +404,16 @@ pub(crate) fn stack_pointer() -> usize {
     unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
     sp
 }
+
+/// Asks the CPU to start loading `LINES` cache lines from `start` (a hint: a wrong address costs
+/// nothing but the hint). Unrolled: `LINES` is a constant.
+#[inline(always)]
+pub(crate) fn prefetch<const LINES: usize>(start: usize) {
+    for i in 0..LINES {
+        // SAFETY: a prefetch is a hint: it never faults, even on an unmapped address, and
+        // changes no architectural state.
+        unsafe {
+            asm!("prefetcht0 [{}]", in(reg) start + i * 64, options(nostack, preserves_flags, readonly))
+        };
+    }
+}
