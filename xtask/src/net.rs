@@ -38,6 +38,8 @@ const LOAD_THREADS: usize = 2;
 const MESSAGE: usize = 64;
 const IDLE_CONNS: usize = 10_000;
 const HTTP_CONNS: usize = 1_000;
+/// Rounds of each load in a full run (a quick run does one).
+const ROUNDS: usize = 3;
 const HTTP_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -64,6 +66,37 @@ struct Load {
     p50_us: f64,
     p99_us: f64,
     errors: u64,
+    /// Rounds this is the median of (1 for a single run), and the range of their rates.
+    rounds: usize,
+    min_per_sec: f64,
+    max_per_sec: f64,
+}
+
+impl Load {
+    /// Each figure's median over `runs` (the middle one, or the mean of the middle two), and the
+    /// range of the rates.
+    fn median(runs: &[Load]) -> Load {
+        let mid = |f: fn(&Load) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
+        let rates = runs.iter().map(|l| l.per_sec);
+        Load {
+            per_sec: mid(|l| l.per_sec),
+            p50_us: mid(|l| l.p50_us),
+            p99_us: mid(|l| l.p99_us),
+            errors: runs.iter().map(|l| l.errors).sum(),
+            rounds: runs.len(),
+            min_per_sec: rates.clone().fold(f64::INFINITY, f64::min),
+            max_per_sec: rates.fold(0.0, f64::max),
+        }
+    }
 }
 
 /// The binaries of one run.
@@ -78,10 +111,10 @@ struct Binaries {
 /// `cargo xtask bench net [--quick]`.
 pub fn bench(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
-    let (warmup, window) = if quick {
-        (Duration::from_millis(300), Duration::from_secs(1))
+    let (warmup, window, rounds) = if quick {
+        (Duration::from_millis(300), Duration::from_secs(1), 1)
     } else {
-        (Duration::from_secs(2), Duration::from_secs(5))
+        (Duration::from_secs(2), Duration::from_secs(5), ROUNDS)
     };
     let root = workspace_root();
     let target =
@@ -100,16 +133,27 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         servers.push(Server::Go);
     }
 
-    let mut echo: HashMap<(Server, usize), Load> = HashMap::new();
-    for conns in [100, 1_000, 5_000] {
-        for &server in &servers {
-            eprintln!("xtask bench net: echo, {} at C = {conns}", server.name());
-            let load = with_server(&bins, server, false, |addr| {
-                run_load(&bins.loadgen, addr, "echo", conns, warmup, window)
-            })?;
-            echo.insert((server, conns), load);
+    // Rounds interleave the servers, so that a slow stretch of the shared machine hits each of
+    // them alike; each cell is the median of its rounds.
+    let mut echo_runs: HashMap<(Server, usize), Vec<Load>> = HashMap::new();
+    for round in 1..=rounds {
+        for conns in [100, 1_000, 5_000] {
+            for &server in &servers {
+                eprintln!(
+                    "xtask bench net: echo, {} at C = {conns}, round {round} of {rounds}",
+                    server.name()
+                );
+                let load = with_server(&bins, server, false, |addr| {
+                    run_load(&bins.loadgen, addr, "echo", conns, warmup, window)
+                })?;
+                echo_runs.entry((server, conns)).or_default().push(load);
+            }
         }
     }
+    let echo: HashMap<(Server, usize), Load> = echo_runs
+        .into_iter()
+        .map(|(key, runs)| (key, Load::median(&runs)))
+        .collect();
     let mut memory: HashMap<Server, IdleMemory> = HashMap::new();
     for &server in &servers {
         eprintln!(
@@ -121,17 +165,23 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         })?;
         memory.insert(server, bytes);
     }
-    let mut http: HashMap<Server, Load> = HashMap::new();
-    for server in [Server::Pagurus, Server::Tokio] {
-        eprintln!(
-            "xtask bench net: HTTP hello, {} at C = {HTTP_CONNS}",
-            server.name()
-        );
-        let load = with_server(&bins, server, true, |addr| {
-            run_load(&bins.loadgen, addr, "http", HTTP_CONNS, warmup, window)
-        })?;
-        http.insert(server, load);
+    let mut http_runs: HashMap<Server, Vec<Load>> = HashMap::new();
+    for round in 1..=rounds {
+        for server in [Server::Pagurus, Server::Tokio] {
+            eprintln!(
+                "xtask bench net: HTTP hello, {} at C = {HTTP_CONNS}, round {round} of {rounds}",
+                server.name()
+            );
+            let load = with_server(&bins, server, true, |addr| {
+                run_load(&bins.loadgen, addr, "http", HTTP_CONNS, warmup, window)
+            })?;
+            http_runs.entry(server).or_default().push(load);
+        }
     }
+    let http: HashMap<Server, Load> = http_runs
+        .into_iter()
+        .map(|(server, runs)| (server, Load::median(&runs)))
+        .collect();
 
     let md = markdown(&servers, &echo, &memory, &http, quick, &notes);
     let svg = svg(&servers, &echo, &http);
@@ -330,11 +380,15 @@ fn run_load(
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("the load generator printed no {key}: {text}"))
     };
+    let per_sec = field("per_sec")?;
     Ok(Load {
-        per_sec: field("per_sec")?,
+        per_sec,
         p50_us: field("p50_us")?,
         p99_us: field("p99_us")?,
         errors: field("errors")? as u64,
+        rounds: 1,
+        min_per_sec: per_sec,
+        max_per_sec: per_sec,
     })
 }
 
@@ -405,6 +459,20 @@ fn rate(l: &Load) -> String {
     format!("{:.1}k/s", l.per_sec / 1e3)
 }
 
+/// The range of a median's rounds (nothing for a single round).
+fn spread(l: &Load) -> String {
+    if l.rounds > 1 {
+        format!(
+            ", {:.1}k-{:.1}k over {} rounds",
+            l.min_per_sec / 1e3,
+            l.max_per_sec / 1e3,
+            l.rounds
+        )
+    } else {
+        String::new()
+    }
+}
+
 fn markdown(
     servers: &[Server],
     echo: &HashMap<(Server, usize), Load>,
@@ -434,10 +502,11 @@ fn markdown(
             let l = &echo[&(*s, conns)];
             let _ = write!(
                 row,
-                " {} (p50 {:.0} us, p99 {:.0} us{}) |",
+                " {} (p50 {:.0} us, p99 {:.0} us{}{}) |",
                 rate(l),
                 l.p50_us,
                 l.p99_us,
+                spread(l),
                 if l.errors > 0 {
                     format!(", {} errors", l.errors)
                 } else {
@@ -478,10 +547,11 @@ fn markdown(
             Some(l) => {
                 let _ = write!(
                     row,
-                    " {} (p50 {:.0} us, p99 {:.0} us) |",
+                    " {} (p50 {:.0} us, p99 {:.0} us{}) |",
                     rate(l),
                     l.p50_us,
-                    l.p99_us
+                    l.p99_us,
+                    spread(l)
                 );
             }
             None => row.push_str(" - |"),
@@ -492,7 +562,15 @@ fn markdown(
     let _ = writeln!(
         md,
         "\nServers and the load generator (2 threads, {MESSAGE}-byte messages, one in flight per \
-         connection) share this machine: compare ratios within a run."
+         connection) share this machine: compare ratios within a run. {}",
+        if quick {
+            "One round of each load.".to_owned()
+        } else {
+            format!(
+                "Each load ran {ROUNDS} times, the servers taking turns; the figures are the \
+                 medians, with the range of the rates."
+            )
+        }
     );
     for n in notes {
         let _ = writeln!(md, "\n{n}");
@@ -873,4 +951,33 @@ fn hold_idle(addr: SocketAddr, conns: usize) -> Result<(), String> {
     let _ = io::stdin().read_to_end(&mut sink);
     drop(open);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Load;
+
+    fn load(per_sec: f64, p99_us: f64) -> Load {
+        Load {
+            per_sec,
+            p50_us: per_sec / 1e3,
+            p99_us,
+            errors: 1,
+            rounds: 1,
+            min_per_sec: per_sec,
+            max_per_sec: per_sec,
+        }
+    }
+
+    #[test]
+    fn median_takes_each_figure_s_middle_and_keeps_the_range() {
+        let m = Load::median(&[load(90.0, 5.0), load(70.0, 9.0), load(110.0, 1.0)]);
+        assert_eq!((m.per_sec, m.p50_us, m.p99_us), (90.0, 0.09, 5.0));
+        assert_eq!(
+            (m.min_per_sec, m.max_per_sec, m.rounds, m.errors),
+            (70.0, 110.0, 3, 3)
+        );
+        let m = Load::median(&[load(80.0, 4.0), load(60.0, 2.0)]);
+        assert_eq!((m.per_sec, m.p99_us), (70.0, 3.0));
+    }
 }
