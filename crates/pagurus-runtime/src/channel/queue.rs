@@ -406,6 +406,7 @@ impl<T> Channel<T> {
 /// released; then it tries again. Once per operation: the cheap check only says that some
 /// coroutine of this thread owes one.
 #[cfg(not(loom))]
+#[inline]
 fn deferred_check_due(checked: &mut bool) -> bool {
     let due = !*checked && deferred_cancellation_owed();
     *checked |= due;
@@ -413,6 +414,7 @@ fn deferred_check_due(checked: &mut bool) -> bool {
 }
 
 #[cfg(not(loom))]
+#[inline]
 fn still_waiting(timeout: Timeout) -> Option<Option<Instant>> {
     match timeout {
         Timeout::Now => None,

@@ -194,14 +194,18 @@ fn decode(state: usize) -> State {
 #[cfg(not(loom))]
 pub(crate) fn defer_cancellation() {
     defer_cancel();
-    DEFERRED.with_borrow_mut(|owed| owed.push(Unparker::current()));
+    DEFERRED.with_borrow_mut(|owed| {
+        owed.push(Unparker::current());
+        OWED.set(owed.len());
+    });
 }
 
 /// Whether some coroutine of this thread owes an unwind (a cheap first check before
 /// [`wait_for_deferred_cancellation`], which then tells whether it is the caller).
 #[cfg(not(loom))]
+#[inline]
 pub(crate) fn deferred_cancellation_owed() -> bool {
-    DEFERRED.with_borrow(|owed| !owed.is_empty())
+    OWED.get() != 0
 }
 
 /// If the caller owes an unwind (see [`defer_cancellation`]), parks it where nobody can select
@@ -217,7 +221,9 @@ pub(crate) fn wait_for_deferred_cancellation() {
         }
         let me = Unparker::current();
         let found = owed.iter().position(|u| u.same_waiter(&me));
-        found.map(|i| owed.swap_remove(i)).is_some()
+        let owes = found.map(|i| owed.swap_remove(i)).is_some();
+        OWED.set(owed.len());
+        owes
     });
     if owes {
         while park(WaitReason::Channel) != Parked::Cancelled {}
@@ -231,6 +237,10 @@ thread_local! {
     /// cancellation was deferred and which have not waited on a channel since. Only shutdown
     /// cancels, and a worker's thread exits after its shutdown, so this never grows for long.
     static DEFERRED: RefCell<Vec<Unparker>> = const { RefCell::new(Vec::new()) };
+    /// `DEFERRED`'s length, for the check every blocking operation makes: a `Cell` without a
+    /// destructor is a plain thread-local load, where the `RefCell<Vec>` needs its registration
+    /// state checked and a borrow.
+    static OWED: Cell<usize> = const { Cell::new(0) };
     /// This thread's waiter, when it is not a coroutine (see the module docs).
     static SPARE: Cell<Option<Arc<Waiter>>> = const { Cell::new(None) };
     /// The state of this thread's xorshift generator (never zero).
