@@ -156,10 +156,18 @@ pub(crate) fn home_core(home: &Arc<WorkerHandle>) -> Option<&'static WorkerCore>
 pub(crate) fn schedule_woken(home: &Arc<WorkerHandle>, task: TaskRef) {
     match home_core(home) {
         Some(core) => core.push_woken(task),
-        // A channel send may wake a thread and initialise crossbeam's thread-locals: more stack
-        // than a 4 KiB coroutine has to spare.
-        _ => on_system_stack(|| home.send(Msg::Run(task))),
+        None => send_woken(home, task),
     }
+}
+
+/// Sends a woken task to its home worker on another thread. Out of line, so that the common
+/// wake-up (by the task's own worker) does not pay for this path's frame.
+#[cold]
+#[inline(never)]
+fn send_woken(home: &Arc<WorkerHandle>, task: TaskRef) {
+    // A channel send may wake a thread and initialise crossbeam's thread-locals: more stack than
+    // a 4 KiB coroutine has to spare.
+    on_system_stack(|| home.send(Msg::Run(task)));
 }
 
 thread_local! {
