@@ -156,7 +156,12 @@ fn park_timer(core: &WorkerCore, deadline: Instant, reason: WaitReason) -> (Park
     // SAFETY: `scheduled_context` checked that we run on the stack of the worker's current
     // coroutine, which is the innermost context of this thread (so it is alive).
     let parked = unsafe { suspend_parked(core, &*ctx, reason) };
-    let fired = !core.cancel_timer(key);
+    let header = core
+        .current_header()
+        .expect("a worker's parker is its running coroutine");
+    // A fired timer is gone from the wheel; one that did not fire (or that shutdown cleared) is
+    // looked up and removed.
+    let fired = header.timer_fired.replace(false) || !core.cancel_timer(key);
     (parked, fired)
 }
 

@@ -84,6 +84,10 @@ pub(crate) struct Header {
     /// Home-thread only: its start size came from its spawn site's learned size (or a probe of
     /// it), so its finish teaches the site something (`sched/sizing.rs`).
     pub(crate) sized: Cell<bool>,
+    /// Home-thread only: the timer of the `park_until` it is parked in has fired (set by its
+    /// worker's `fire_timers`, cleared by the parker when the park returns), so the parker
+    /// learns it without looking the timer up (a cold slab entry when thousands sleep).
+    pub(crate) timer_fired: Cell<bool>,
 }
 
 /// What [`Header::waiter_cache`] holds: the primitive's own type, behind `Any` (primitives live
@@ -113,6 +117,7 @@ impl Header {
             parked_epoch: Cell::new(0),
             aging_ticket: Cell::new(0),
             sized: Cell::new(false),
+            timer_fired: Cell::new(false),
         }
     }
 

@@ -387,6 +387,7 @@ impl WorkerCore {
             if let Some(ahead) = woken.as_slice().get(3) {
                 super::task::prefetch(ahead);
             }
+            task.header().timer_fired.set(true);
             super::task::wake_owned(task);
         }
         drop(woken);
