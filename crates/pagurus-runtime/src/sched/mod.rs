@@ -717,7 +717,7 @@ where
              call it from inside Runtime::block_on or pagurus::run"
         )
     };
-    let task = TaskCell::new_arc(core.new_coroutine_id(), f);
+    let task = Arc::new(TaskCell::new(core.new_coroutine_id(), f));
     core.spawn(task.clone());
     JoinHandle::new(task)
 }

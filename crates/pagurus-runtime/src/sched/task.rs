@@ -263,20 +263,6 @@ where
         }
     }
 
-    /// [`TaskCell::new`] built in its reference-counted allocation: allocating first lets the
-    /// compiler write the header in place, where `Arc::new(TaskCell::new(..))` built it on the
-    /// stack and copied it (a `memcpy` of some 300 bytes per spawn).
-    #[track_caller]
-    #[inline]
-    pub(crate) fn new_arc(id: u64, f: F) -> Arc<TaskCell<F, T>> {
-        let mut task = Arc::<TaskCell<F, T>>::new_uninit();
-        Arc::get_mut(&mut task)
-            .expect("a new allocation has one reference")
-            .write(TaskCell::new(id, f));
-        // SAFETY: written just above.
-        unsafe { task.assume_init() }
-    }
-
     /// The body of the task's coroutine.
     ///
     /// # Safety
