@@ -126,7 +126,8 @@ impl Direction {
 }
 
 /// The tokens of a driver: slab key in the low half, generation in the high half. A generation
-/// keeps its top bit clear, so no token is `usize::MAX` (the workers' waker token).
+/// keeps its top bit clear, so no token has the top bit set (the workers' waker and wake timer
+/// tokens do).
 const KEY_BITS: u32 = 32;
 const GENERATION_MASK: usize = (1 << 31) - 1;
 
@@ -203,7 +204,8 @@ impl IoDriver {
         let mut table = None;
         for event in events.iter() {
             let token = event.token().0;
-            if token == usize::MAX {
+            if token >> (usize::BITS - 1) != 0 {
+                // The worker's own: its waker or its wake timer.
                 continue;
             }
             let table = table.get_or_insert_with(|| lock(&self.table));

@@ -1,9 +1,9 @@
-//! A worker's timers: a hashed wheel of one-millisecond slots, and an ordered map beyond it.
+//! A worker's timers: a hashed wheel of quarter-millisecond slots, and an ordered map beyond it.
 //!
 //! Every parked coroutine with a deadline (`park_until`: sleeps, timeouts, `select!` with
 //! `default(dur)`) has one timer on the worker it is pinned to. Only that worker touches its
 //! timers, so there is no lock. Costs: arming and cancelling are O(1) for deadlines within
-//! [`SLOTS`] milliseconds (the common case: sleeps and timeouts of up to a second), O(log n)
+//! [`SLOTS`] ticks (1.024 s: the common case, sleeps and timeouts of up to a second), O(log n)
 //! beyond; firing is O(1) per timer.
 //!
 //! ```text
@@ -12,9 +12,10 @@
 //!   far: BTreeMap<(tick, gen)>    timers due SLOTS or more ticks after `next_tick`
 //! ```
 //!
-//! A tick is one millisecond since the wheel's origin. A timer due at `deadline` goes to the tick
-//! `ceil(deadline)`, and a tick fires only once the clock has reached it, so no timer fires early;
-//! it fires up to one millisecond late (epoll's resolution is one millisecond too).
+//! A tick is a quarter of a millisecond ([`TICK_NANOS`]) since the wheel's origin. A timer due at
+//! `deadline` goes to the tick `ceil(deadline)`, and a tick fires only once the clock has reached
+//! it, so no timer fires early; it fires up to a tick late, plus the time the worker takes to
+//! notice (an idle worker's wait ends at the tick through its wake timer, see `worker.rs`).
 //!
 //! Cancelling removes the slab entry and leaves its slot reference behind; a stale reference is
 //! recognised by its generation (never reused) and dropped when its slot is drained, at most
@@ -29,8 +30,12 @@ use slab::Slab;
 
 use super::task::TaskRef;
 
-/// Slots of the wheel: its horizon in milliseconds. A power of two.
-const SLOTS: usize = 1024;
+/// Slots of the wheel: its horizon in ticks. A power of two.
+const SLOTS: usize = 4096;
+/// Nanoseconds per tick.
+const TICK_NANOS: u32 = 250_000;
+/// Ticks per second.
+const TICKS_PER_SEC: u64 = 1_000_000_000 / TICK_NANOS as u64;
 const WORDS: usize = SLOTS / 64;
 
 /// Names an armed timer, to cancel it.
@@ -59,6 +64,8 @@ pub(crate) struct Timers {
     /// Every tick before this one has fired.
     next_tick: u64,
     entries: Slab<Entry>,
+    /// Empty until the first timer is placed in the wheel (a `block_on` thread that never
+    /// sleeps does not pay for the 4,096 slots).
     slots: Box<[Vec<SlotRef>]>,
     /// Which slots hold references (live or stale): bit `s % 64` of word `s / 64`.
     occupied: [u64; WORDS],
@@ -72,7 +79,7 @@ impl Timers {
             origin: Instant::now(),
             next_tick: 0,
             entries: Slab::new(),
-            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            slots: Box::default(),
             occupied: [0; WORDS],
             far: BTreeMap::new(),
             generation: 0,
@@ -85,13 +92,13 @@ impl Timers {
 
     /// The first tick at or after `deadline`.
     fn tick_at(&self, deadline: Instant) -> u64 {
-        // In u64 (a u128 division per timer is measurable): whole milliseconds of the seconds,
-        // plus the started millisecond of the rest. Saturates beyond 584 million years.
+        // In u64 (a u128 division per timer is measurable): whole ticks of the seconds, plus the
+        // started tick of the rest. Saturates beyond 146 million years.
         let since = deadline.saturating_duration_since(self.origin);
         since
             .as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(since.subsec_nanos().div_ceil(1_000_000)))
+            .saturating_mul(TICKS_PER_SEC)
+            .saturating_add(u64::from(since.subsec_nanos().div_ceil(TICK_NANOS)))
     }
 
     /// The latest tick the clock has reached at `now`.
@@ -99,13 +106,17 @@ impl Timers {
         let since = now.saturating_duration_since(self.origin);
         since
             .as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(since.subsec_millis()))
+            .saturating_mul(TICKS_PER_SEC)
+            .saturating_add(u64::from(since.subsec_nanos() / TICK_NANOS))
     }
 
     fn instant_of(&self, tick: u64) -> Instant {
+        let at = Duration::new(
+            tick / TICKS_PER_SEC,
+            (tick % TICKS_PER_SEC) as u32 * TICK_NANOS,
+        );
         self.origin
-            .checked_add(Duration::from_millis(tick))
+            .checked_add(at)
             .unwrap_or_else(|| self.origin + Duration::from_secs(86_400 * 365 * 30))
     }
 
@@ -127,6 +138,9 @@ impl Timers {
     fn place(&mut self, key: usize, tick: u64, generation: u64) {
         if tick - self.next_tick < SLOTS as u64 {
             let slot = (tick % SLOTS as u64) as usize;
+            if self.slots.is_empty() {
+                self.slots = (0..SLOTS).map(|_| Vec::new()).collect();
+            }
             self.slots[slot].push(SlotRef { key, generation });
             self.occupied[slot / 64] |= 1 << (slot % 64);
         } else {
@@ -282,13 +296,26 @@ mod tests {
         let o = t.origin;
         let ms = Duration::from_millis;
         t.arm(o + ms(5), task(5));
-        t.arm(o + ms(1) + Duration::from_micros(300), task(2)); // tick 2
+        let us = Duration::from_micros;
+        t.arm(o + ms(1) + us(300), task(2)); // tick 6: 1.5 ms
         t.arm(o + ms(3000), task(3000)); // beyond the wheel
         t.arm(o + ms(1024), task(1024)); // exactly the horizon
         let mut fired = Vec::new();
-        assert_eq!(t.fire(o + ms(1), |x| fired.push(x)), Some(o + ms(2)));
+        assert_eq!(
+            t.fire(o + ms(1), |x| fired.push(x)),
+            Some(o + ms(1) + us(500))
+        );
         assert!(fired.is_empty());
-        assert_eq!(t.fire(o + ms(2), |x| fired.push(x)), Some(o + ms(5)));
+        // Never early, even inside the tick that holds the deadline.
+        assert_eq!(
+            t.fire(o + ms(1) + us(299), |x| fired.push(x)),
+            Some(o + ms(1) + us(500))
+        );
+        assert!(fired.is_empty());
+        assert_eq!(
+            t.fire(o + ms(1) + us(500), |x| fired.push(x)),
+            Some(o + ms(5))
+        );
         assert_eq!(ids(&fired), vec![2]);
         fired.clear();
         assert_eq!(t.fire(o + ms(1023), |x| fired.push(x)), Some(o + ms(1024)));
