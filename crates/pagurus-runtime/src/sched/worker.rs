@@ -142,12 +142,13 @@ impl WakeTimer {
         })
     }
 
-    /// Makes the timer fire `left` from now, at `deadline`, unless it is armed for that already;
-    /// `false` if it could not be armed. `left` is not zero (that would disarm it).
-    fn arm(&self, deadline: Instant, left: Duration) -> bool {
+    /// Makes the timer fire `left` from now, at `deadline`, unless it is armed for that already.
+    /// `left` is not zero (that would disarm it). Should the system refuse, the wait ends at its
+    /// rounded-up timeout instead.
+    fn arm(&self, deadline: Instant, left: Duration) {
         use std::os::fd::AsRawFd;
         if self.armed.get() == Some(deadline) {
-            return true;
+            return;
         }
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
@@ -156,7 +157,7 @@ impl WakeTimer {
             },
             it_value: libc::timespec {
                 tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
-                tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
+                tv_nsec: left.subsec_nanos() as libc::c_long,
             },
         };
         // SAFETY: `spec` is a valid itimerspec for the call to read; the old value is not asked
@@ -165,7 +166,6 @@ impl WakeTimer {
             unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) }
                 == 0;
         self.armed.set(ok.then_some(deadline));
-        ok
     }
 }
 
