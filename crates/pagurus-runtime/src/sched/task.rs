@@ -176,39 +176,40 @@ impl Header {
 
 /// Makes a parked task runnable on its home worker, or leaves a permit for its next park.
 pub(crate) fn wake(task: &TaskRef) {
-    let header = task.header();
-    if !header.state.wake() {
-        return;
-    }
-    // SAFETY: the task was PARKED, so its home worker set `home` before storing PARKED (Release),
-    // which the wake's Acquire synchronises with.
-    let home = unsafe { (*header.home.get()).as_ref() };
-    match home {
-        Some(home) => schedule_woken(home, task.clone()),
-        None => unreachable!("a parked task always has a home worker"),
+    if task.header().state.wake() {
+        // SAFETY: this wake just moved the task out of PARKED.
+        schedule_woken(unsafe { woken_home(task.header()) }, task.clone());
     }
 }
 
 /// [`wake`] for a caller that gives up its reference (a fired timer): saves the count's
-/// increment and decrement.
+/// increment and decrement when the caller is the task's home worker (always, for a timer).
 #[inline]
 pub(crate) fn wake_owned(task: TaskRef) {
-    let header = task.header();
-    if !header.state.wake() {
+    if !task.header().state.wake() {
         return;
     }
-    // SAFETY: as in `wake`.
-    let Some(home) = (unsafe { (*header.home.get()).as_ref() }) else {
-        unreachable!("a parked task always has a home worker")
-    };
-    // The common case (a timer fired by the task's own worker) moves the reference into the
-    // worker's queue; only a wake-up from elsewhere pays for a clone of `home`.
+    // SAFETY: this wake just moved the task out of PARKED.
+    let home = unsafe { woken_home(task.header()) };
     match super::worker::home_core(home) {
         Some(core) => core.push_woken(task),
-        None => {
-            let home = home.clone();
-            schedule_woken(&home, task);
-        }
+        // `home` borrows from `task`, so the queued reference is a clone.
+        None => schedule_woken(home, task.clone()),
+    }
+}
+
+/// The home worker of a task a wake has just moved out of PARKED.
+///
+/// # Safety
+/// The caller's `RunState::wake` on this task returned `true` (it found the task PARKED).
+#[inline]
+unsafe fn woken_home(header: &Header) -> &Arc<WorkerHandle> {
+    // SAFETY: per the contract the task was PARKED, so its home worker set `home` before
+    // storing PARKED (Release), which the wake's Acquire synchronises with; nothing writes it
+    // again while the task is queued.
+    match unsafe { (*header.home.get()).as_ref() } {
+        Some(home) => home,
+        None => unreachable!("a parked task always has a home worker"),
     }
 }
 
