@@ -99,6 +99,47 @@ impl Load {
     }
 }
 
+/// Which load a server answers.
+#[derive(Clone, Copy)]
+enum Kind {
+    Echo,
+    Http,
+}
+
+/// Runs each of `loads` (a key, the server, its connections) `rounds` times, the loads taking
+/// turns within each round so that a slow stretch of the shared machine hits each of them
+/// alike, and returns each key's median.
+fn median_of_rounds<K: Copy + Eq + std::hash::Hash>(
+    bins: &Binaries,
+    kind: Kind,
+    loads: &[(K, Server, usize)],
+    rounds: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Result<HashMap<K, Load>, String> {
+    let (label, mode, http) = match kind {
+        Kind::Echo => ("echo", "echo", false),
+        Kind::Http => ("HTTP hello", "http", true),
+    };
+    let mut runs: HashMap<K, Vec<Load>> = HashMap::new();
+    for round in 1..=rounds {
+        for &(key, server, conns) in loads {
+            eprintln!(
+                "xtask bench net: {label}, {} at C = {conns}, round {round} of {rounds}",
+                server.name()
+            );
+            let load = with_server(bins, server, http, |addr| {
+                run_load(&bins.loadgen, addr, mode, conns, warmup, window)
+            })?;
+            runs.entry(key).or_default().push(load);
+        }
+    }
+    Ok(runs
+        .into_iter()
+        .map(|(key, runs)| (key, Load::median(&runs)))
+        .collect())
+}
+
 /// The binaries of one run.
 struct Binaries {
     echo: PathBuf,
@@ -133,27 +174,11 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         servers.push(Server::Go);
     }
 
-    // Rounds interleave the servers, so that a slow stretch of the shared machine hits each of
-    // them alike; each cell is the median of its rounds.
-    let mut echo_runs: HashMap<(Server, usize), Vec<Load>> = HashMap::new();
-    for round in 1..=rounds {
-        for conns in [100, 1_000, 5_000] {
-            for &server in &servers {
-                eprintln!(
-                    "xtask bench net: echo, {} at C = {conns}, round {round} of {rounds}",
-                    server.name()
-                );
-                let load = with_server(&bins, server, false, |addr| {
-                    run_load(&bins.loadgen, addr, "echo", conns, warmup, window)
-                })?;
-                echo_runs.entry((server, conns)).or_default().push(load);
-            }
-        }
-    }
-    let echo: HashMap<(Server, usize), Load> = echo_runs
+    let echo_loads: Vec<((Server, usize), Server, usize)> = [100, 1_000, 5_000]
         .into_iter()
-        .map(|(key, runs)| (key, Load::median(&runs)))
+        .flat_map(|conns| servers.iter().map(move |&s| ((s, conns), s, conns)))
         .collect();
+    let echo = median_of_rounds(&bins, Kind::Echo, &echo_loads, rounds, warmup, window)?;
     let mut memory: HashMap<Server, IdleMemory> = HashMap::new();
     for &server in &servers {
         eprintln!(
@@ -165,23 +190,11 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         })?;
         memory.insert(server, bytes);
     }
-    let mut http_runs: HashMap<Server, Vec<Load>> = HashMap::new();
-    for round in 1..=rounds {
-        for server in [Server::Pagurus, Server::Tokio] {
-            eprintln!(
-                "xtask bench net: HTTP hello, {} at C = {HTTP_CONNS}, round {round} of {rounds}",
-                server.name()
-            );
-            let load = with_server(&bins, server, true, |addr| {
-                run_load(&bins.loadgen, addr, "http", HTTP_CONNS, warmup, window)
-            })?;
-            http_runs.entry(server).or_default().push(load);
-        }
-    }
-    let http: HashMap<Server, Load> = http_runs
+    let http_loads: Vec<(Server, Server, usize)> = [Server::Pagurus, Server::Tokio]
         .into_iter()
-        .map(|(server, runs)| (server, Load::median(&runs)))
+        .map(|s| (s, s, HTTP_CONNS))
         .collect();
+    let http = median_of_rounds(&bins, Kind::Http, &http_loads, rounds, warmup, window)?;
 
     let md = markdown(&servers, &echo, &memory, &http, quick, &notes);
     let svg = svg(&servers, &echo, &http);
